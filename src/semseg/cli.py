@@ -1,0 +1,102 @@
+"""The `train` entry point: argv, logging, run the job, and turn every ending into an exit code.
+
+This is the only module that exits. Exit codes: 0 completed; 1 AlgorithmError (our fault);
+2 ClientError (bad input; also a usage error). The failure file gets `ClientError: ...` or
+`AlgorithmError: ...` with the useful part first, since SageMaker shows only its first 1024 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+
+from semseg import __version__
+from semseg.config import Config, defaults
+from semseg.errors import AlgorithmError, ClientError, JobError
+from semseg.job import JobPaths, environ_summary, load_job
+
+log = logging.getLogger("semseg")
+
+EXIT_OK = 0
+EXIT_ALGORITHM_ERROR = 1
+EXIT_CLIENT_ERROR = 2
+USAGE = "usage: train [train]\n  Runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml)."
+LOG_FORMAT = "[%(asctime)s %(levelname)s %(thread)d] %(message)s"
+LOG_DATEFMT = "%m/%d/%Y %H:%M:%S"
+
+
+def setup_logging() -> None:
+    """Managed-algorithm style log lines on stdout (SageMaker sends stdout to CloudWatch)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_semseg", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+        handler._semseg = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run `train`; return the exit code. `argv` excludes the program name."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if environ is None else environ
+    if args not in ([], ["train"]):
+        what = "serve is not available in this image yet" if args[:1] == ["serve"] else f"unknown arguments {args}"
+        print(f"{what}\n{USAGE}", file=sys.stderr)
+        return EXIT_CLIENT_ERROR
+    setup_logging()
+    paths = JobPaths.from_environ(env)
+    try:
+        _train(paths, env)
+    except ClientError as exc:
+        return _fail(paths, exc, EXIT_CLIENT_ERROR, with_traceback=False)
+    except JobError as exc:
+        return _fail(paths, exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
+    except MemoryError:
+        err = AlgorithmError(
+            "Out of memory. Lower mini_batch_size, validation_mini_batch_size or crop_size, "
+            "or use an instance with more memory."
+        )
+        return _fail(paths, err, EXIT_ALGORITHM_ERROR, with_traceback=True)
+    except Exception as exc:  # noqa: BLE001 - every other fault is ours: report it, never a bare traceback
+        err = AlgorithmError(f"{type(exc).__name__}: {exc}")
+        return _fail(paths, err, EXIT_ALGORITHM_ERROR, with_traceback=True)
+    log.info("Training job completed")
+    return EXIT_OK
+
+
+def _train(paths: JobPaths, environ: Mapping[str, str]) -> None:
+    log.info("semseg %s, base folder %s", __version__, paths.base_dir)
+    log.info("Environment: %s", environ_summary(environ))
+    job = load_job(paths)
+    log.info("Reading default configuration: %s", json.dumps(defaults(), sort_keys=True))
+    log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
+    config = Config.from_hyperparameters(job.hyperparameters)
+    log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
+    from semseg.training import train  # imported late: MXNet and GluonCV take seconds to load
+
+    train(job, config, environ)
+
+
+def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) -> int:
+    text = f"{exc.kind}: {exc.message}"
+    if with_traceback:
+        text += "\n\n" + traceback.format_exc()
+    log.error("%s", text)
+    try:
+        paths.output_dir.mkdir(parents=True, exist_ok=True)
+        tmp = paths.failure_file.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, paths.failure_file)
+    except OSError as write_error:
+        log.error("Could not write the failure file %s: %s", paths.failure_file, write_error)
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

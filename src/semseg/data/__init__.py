@@ -1,0 +1,1 @@
+"""Channel data: discovery and pairing, label maps, transforms, datasets and loaders."""

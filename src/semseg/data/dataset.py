@@ -1,0 +1,118 @@
+"""Decoding, the Gluon dataset and the seeded batch sampler.
+
+Randomness: every sample gets its own seed from the sampler (drawn in the main process from the job's
+seed and the epoch), so augmentation is reproducible whatever the number of loader workers, and no two
+forked workers repeat each other's random streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from mxnet.gluon.data import DataLoader, Dataset, Sampler
+from mxnet.ndarray import NDArray
+from PIL import Image
+
+from semseg.data.channels import Pair
+from semseg.data.labels import LabelMap
+from semseg.data.transforms import Transform
+from semseg.errors import ClientError
+
+Key = tuple[int, int]  # (sample index, sample seed)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB. EXIF orientation is ignored, as it is for the mask."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ClientError(f"Image {path} cannot be decoded (truncated or corrupt?). Replace or remove it.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """HxW uint8 pixel values of a grayscale or palette PNG (palette indices, not colours)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img, dtype=np.uint8)
+    except OSError as exc:
+        raise ClientError(f"Annotation {path} cannot be decoded ({exc}). Replace or remove it.") from None
+
+
+class SegmentationDataset(Dataset):  # type: ignore[misc]
+    """Pairs -> (image uint8 HxWx3, class-id mask uint8 HxW) after the label map and the transform."""
+
+    def __init__(self, pairs: Sequence[Pair], label_map: LabelMap, transform: Transform) -> None:
+        self.pairs = list(pairs)
+        self.label_map = label_map
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: Key) -> tuple[np.ndarray, np.ndarray]:
+        index, seed = key
+        pair = self.pairs[index]
+        image = read_image(pair.image)
+        mask = self.label_map.apply(read_mask(pair.mask), pair.mask)
+        if image.shape[:2] != mask.shape:
+            raise ClientError(
+                f"Annotation {pair.mask} is {mask.shape[1]}x{mask.shape[0]} but its decoded image {pair.image} "
+                f"is {image.shape[1]}x{image.shape[0]}; they must have the same size."
+            )
+        image, mask = self.transform(image, mask, np.random.default_rng(seed))
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+class SeededBatchSampler(Sampler):  # type: ignore[misc]
+    """Batches of (index, seed). Call `set_epoch` before each pass; same seed + epoch = same batches."""
+
+    def __init__(self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int) -> None:
+        self.size = size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.size // self.batch_size
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+        seeds = rng.integers(0, 2**31 - 1, size=self.size)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            yield [(int(i), int(seeds[i])) for i in chunk]
+
+
+def make_loader(dataset: SegmentationDataset, sampler: SeededBatchSampler, workers: int) -> DataLoader:
+    """Worker processes when workers > 0 (batches in shared memory), else loading in this process."""
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+
+
+class EpochLoader:
+    """A loader whose sampler is re-seeded per epoch: `set_epoch(e)` then iterate."""
+
+    def __init__(self, loader: DataLoader, sampler: SeededBatchSampler) -> None:
+        self.loader = loader
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[NDArray, NDArray]]:
+        return iter(self.loader)

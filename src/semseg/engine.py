@@ -1,0 +1,189 @@
+"""The training loop: one epoch, evaluation, and fit with early stopping. No file IO, no log formats.
+
+Hot-path rules: no host sync per iteration (losses are summed on the device and read only at progress
+points), batches arrive as uint8 and are normalised on the device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from semseg.metrics import ConfusionMatrix
+from semseg.model import set_output_size
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+
+
+def normalize(batch: mx.nd.NDArray) -> mx.nd.NDArray:
+    """uint8 NHWC RGB -> float32 NCHW normalised with ImageNet mean/std."""
+    return mx.nd.image.normalize(mx.nd.image.to_tensor(batch), mean=MEAN, std=STD)
+
+
+class Hooks(Protocol):
+    """What the loop tells its caller."""
+
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None: ...
+
+    def epoch_end(self, result: EpochResult, is_best: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    throughput: float
+    pixel_accuracy: float
+    miou: float
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best mIOU; `stop` says when patience has run out (never before `min_epochs`)."""
+
+    enabled: bool
+    min_epochs: int
+    patience: int
+    tolerance: float
+    best: float = float("-inf")
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+
+    def update(self, epoch: int, miou: float) -> bool:
+        """Record an epoch's mIOU; return True when it is the best so far."""
+        significant = self.best < 0 or miou > self.best * (1.0 + self.tolerance)
+        self.epochs_without_improvement = 0 if significant else self.epochs_without_improvement + 1
+        if miou > self.best:
+            self.best, self.best_epoch = miou, epoch
+            return True
+        return False
+
+    def stop(self, epoch: int) -> bool:
+        return (
+            self.enabled
+            and epoch + 1 >= self.min_epochs
+            and self.epochs_without_improvement >= self.patience
+        )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    epochs_run: int
+    best_miou: float
+    best_epoch: int
+    stopped_early: bool
+    history: tuple[EpochResult, ...]
+
+
+class Loop:
+    """The network, loss and trainer of one job on its devices."""
+
+    def __init__(
+        self,
+        net: gluon.HybridBlock,
+        loss: gluon.HybridBlock,
+        trainer: gluon.Trainer,
+        contexts: Sequence[mx.Context],
+        num_classes: int,
+        crop_size: int,
+    ) -> None:
+        self.net = net
+        self.loss = loss
+        self.trainer = trainer
+        self.contexts = list(contexts)
+        self.num_classes = num_classes
+        self.crop_size = crop_size
+        net.hybridize(**HYBRIDIZE)
+        loss.hybridize(**HYBRIDIZE)
+
+    def train_epoch(
+        self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], epoch: int, hooks: Hooks, progress_every: int
+    ) -> tuple[float, float]:
+        """One pass over `batches`; returns (mean loss per sample, samples per second)."""
+        totals = [mx.nd.zeros((1,), ctx=ctx) for ctx in self.contexts]
+        samples = 0
+        start = tick = time.perf_counter()
+        tick_samples = 0
+        for iteration, (images, masks) in enumerate(batches, 1):
+            xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
+            ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+            with autograd.record():
+                losses = [self.loss(*self.net(normalize(x)), y.astype("float32")) for x, y in zip(xs, ys)]
+            autograd.backward(losses)
+            self.trainer.step(images.shape[0])
+            for total, loss in zip(totals, losses):
+                total += loss.sum()
+            samples += images.shape[0]
+            if iteration % progress_every == 0:
+                mx.nd.waitall()  # a sync point: the speed below is real, and the queue stays short
+                now = time.perf_counter()
+                speed = (samples - tick_samples) / max(now - tick, 1e-9)
+                hooks.progress(epoch, iteration, speed, self.trainer.learning_rate)
+                tick, tick_samples = now, samples
+        loss_sum = sum(total.asscalar() for total in totals)
+        elapsed = time.perf_counter() - start
+        return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
+        """Confusion matrix over all validation batches. Whole images run imperatively at their own size."""
+        matrix = ConfusionMatrix(self.num_classes)
+        if whole_images:
+            self.net.hybridize(active=False)
+        try:
+            for images, masks in batches:
+                if whole_images:
+                    set_output_size(self.net, images.shape[1], images.shape[2])
+                xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
+                ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+                predictions = [self.net(normalize(x))[0].argmax(axis=1) for x in xs]
+                for y, prediction in zip(ys, predictions):
+                    matrix.update(y.asnumpy(), prediction.asnumpy())
+        finally:
+            if whole_images:
+                set_output_size(self.net, self.crop_size, self.crop_size)
+                self.net.hybridize(**HYBRIDIZE)
+        return matrix
+
+
+def fit(
+    loop: Loop,
+    train_batches: TrainData,
+    validation_batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]],
+    *,
+    epochs: int,
+    whole_image_validation: bool,
+    early_stopping: EarlyStopping,
+    hooks: Hooks,
+    progress_every: int = 20,
+    first_epoch: int = 0,
+) -> FitResult:
+    """Train `epochs` epochs (from `first_epoch`), evaluating after each; stop early when told to."""
+    history = []
+    stopped = False
+    for epoch in range(first_epoch, epochs):
+        train_batches.set_epoch(epoch)
+        loss, throughput = loop.train_epoch(train_batches, epoch, hooks, progress_every)
+        matrix = loop.evaluate(validation_batches, whole_image_validation)
+        result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou)
+        history.append(result)
+        is_best = early_stopping.update(epoch, result.miou)
+        hooks.epoch_end(result, is_best)
+        if early_stopping.stop(epoch):
+            stopped = epoch + 1 < epochs
+            break
+    return FitResult(len(history), early_stopping.best, early_stopping.best_epoch, stopped, tuple(history))
+
+
+class TrainData(Protocol):
+    """Training batches that can be re-seeded per epoch (see data.dataset.SeededBatchSampler)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, mx.nd.NDArray]]: ...

@@ -1,0 +1,33 @@
+"""The two kinds of failure a job can end with, as the managed algorithm names them.
+
+ClientError: the input is wrong (hyperparameters, channels, data). The message says what to change.
+AlgorithmError: our fault, or the machine's. The CLI adds the traceback.
+Both are plain one-argument exceptions so they survive pickling across data-loader worker processes.
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """Base of the errors that end a job with a failure file."""
+
+    kind = "JobError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ClientError(JobError):
+    """Bad input: the user must change a hyperparameter, a channel or a file."""
+
+    kind = "ClientError"
+
+
+class AlgorithmError(JobError):
+    """An internal fault: not caused by the user's input."""
+
+    kind = "AlgorithmError"

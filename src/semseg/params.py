@@ -1,0 +1,119 @@
+"""Parsing of single hyperparameter strings, as the SageMaker clients send them.
+
+SDK v2 `Estimator` sends `str(v)` ("True", "1e-05"); SDK v2 framework estimators and SDK v3 send
+`json.dumps(v)` ("true", "\\"resnet-50\\"", "[10, 20]"). Every parser here accepts both and raises
+ValueError with a short reason; the caller adds the parameter's name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+
+
+def normalize(raw: Any) -> str:
+    """One hyperparameter value as a plain string: JSON scalars as text, one layer of quotes removed."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, (int, float)):
+        return json.dumps(raw)
+    if isinstance(raw, list):
+        return ",".join(normalize(v) for v in raw)
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {type(raw).__name__} {raw!r}")
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(decoded, str):
+            return decoded.strip()
+    return text
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean; use True or False")
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def parse_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """ "10, 20", "10,20" or "[10, 20]" -> (10, 20)."""
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    parts = [p.strip() for p in inner.split(",")]
+    if not parts or any(p == "" for p in parts):
+        raise ValueError(f"{text!r} is not a comma-separated list of integers, e.g. \"10, 20\"")
+    return tuple(parse_int(p) for p in parts)
+
+
+def choice(options: Sequence[str]) -> Callable[[str], str]:
+    """A parser that accepts one of `options` (case-insensitive) and returns it in canonical case."""
+
+    def parse(text: str) -> str:
+        lowered = text.lower()
+        for option in options:
+            if option.lower() == lowered:
+                return option
+        raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+
+    return parse
+
+
+def in_range(
+    lo: float | None,
+    hi: float | None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Callable[[float], str | None]:
+    """A check that returns the allowed range as text when the value is outside it, else None."""
+
+    def describe() -> str:
+        parts = []
+        if lo is not None:
+            parts.append(f"{_fmt(lo)} {'<' if lo_open else '<='} ")
+        parts.append("value")
+        if hi is not None:
+            parts.append(f" {'<' if hi_open else '<='} {_fmt(hi)}")
+        return "".join(parts)
+
+    def check(value: float) -> str | None:
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            return describe()
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            return describe()
+        return None
+
+    return check
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(number)
