@@ -40,8 +40,12 @@ def save_params(net: HybridBlock, path: Path) -> None:
 def write_hyperparams(config: Config, model_dir: Path) -> Path:
     path = model_dir / HYPERPARAMS
     text = json.dumps(config.to_hyperparameters(), indent=2, sort_keys=True)
-    atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    atomic_write(path, lambda tmp: _write_text(tmp, text + "\n"))
     return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def export_symbol(build: Callable[[], HybridBlock], params: Path, model_dir: Path, crop_size: int) -> Path:

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
 
 from semseg import __version__
 from semseg.config import Config, defaults
@@ -29,13 +30,27 @@ LOG_FORMAT = "[%(asctime)s %(levelname)s %(thread)d] %(message)s"
 LOG_DATEFMT = "%m/%d/%Y %H:%M:%S"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time of the record (it may be replaced, as pytest does)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def setup_logging() -> None:
     """Managed-algorithm style log lines on stdout (SageMaker sends stdout to CloudWatch)."""
     root = logging.getLogger()
-    if not any(getattr(h, "_semseg", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, _StdoutHandler) for h in root.handlers):
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
-        handler._semseg = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.INFO)
 
@@ -50,8 +65,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CLIENT_ERROR
     setup_logging()
     paths = JobPaths.from_environ(env)
+    code = guarded(paths, lambda: _train(paths, env))
+    if code == EXIT_OK:
+        log.info("Training job completed")
+    return code
+
+
+def guarded(paths: JobPaths, action: Callable[[], object]) -> int:
+    """Run `action`; map how it ends to an exit code and, on failure, the failure file."""
     try:
-        _train(paths, env)
+        action()
     except ClientError as exc:
         return _fail(paths, exc, EXIT_CLIENT_ERROR, with_traceback=False)
     except JobError as exc:
@@ -65,7 +88,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception as exc:  # noqa: BLE001 - every other fault is ours: report it, never a bare traceback
         err = AlgorithmError(f"{type(exc).__name__}: {exc}")
         return _fail(paths, err, EXIT_ALGORITHM_ERROR, with_traceback=True)
-    log.info("Training job completed")
     return EXIT_OK
 
 

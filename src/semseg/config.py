@@ -197,8 +197,7 @@ def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
             )
         elif any(s < 1 or s >= epochs for s in steps):
             problems.append(
-                f"lr_scheduler_step={','.join(map(str, steps))} must list epochs between 1 and "
-                f"epochs-1={epochs - 1}"
+                f"lr_scheduler_step={','.join(map(str, steps))} must list epochs between 1 and epochs-1={epochs - 1}"
             )
         elif list(steps) != sorted(set(steps)):
             problems.append(f"lr_scheduler_step={','.join(map(str, steps))} must be strictly increasing")

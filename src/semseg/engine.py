@@ -66,11 +66,7 @@ class EarlyStopping:
         return False
 
     def stop(self, epoch: int) -> bool:
-        return (
-            self.enabled
-            and epoch + 1 >= self.min_epochs
-            and self.epochs_without_improvement >= self.patience
-        )
+        return self.enabled and epoch + 1 >= self.min_epochs and self.epochs_without_improvement >= self.patience
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ def draw_sample(rng: np.random.Generator, height: int, width: int, classes: int)
     return image, mask
 
 
-def write_split(root: Path, split: str, count: int, rng: np.random.Generator, sizes: list[tuple[int, int]],
-                classes: int) -> None:
+def write_split(
+    root: Path, split: str, count: int, rng: np.random.Generator, sizes: list[tuple[int, int]], classes: int
+) -> None:
     images, masks = root / split, root / f"{split}_annotation"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
@@ -84,11 +85,18 @@ def make_job(
     config.mkdir(parents=True, exist_ok=True)
     channel = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
     (config / "hyperparameters.json").write_text(json.dumps(hp, indent=2))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {name: dict(channel, ContentType="image/jpeg" if "annotation" not in name else "image/png")
-         for name in ("train", "validation", "train_annotation", "validation_annotation")}, indent=2))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
+    (config / "inputdataconfig.json").write_text(
+        json.dumps(
+            {
+                name: dict(channel, ContentType="image/jpeg" if "annotation" not in name else "image/png")
+                for name in ("train", "validation", "train_annotation", "validation_annotation")
+            },
+            indent=2,
+        )
+    )
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+    )
     return base
 
 
@@ -100,8 +108,13 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    make_job(args.base, images=args.images, size=args.size, classes=args.classes,
-             hyperparameters={"epochs": args.epochs, "num_training_samples": args.images})
+    make_job(
+        args.base,
+        images=args.images,
+        size=args.size,
+        classes=args.classes,
+        hyperparameters={"epochs": args.epochs, "num_training_samples": args.images},
+    )
     print(args.base)
 
 

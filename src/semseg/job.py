@@ -200,11 +200,7 @@ def _find_channels(paths: JobPaths, input_data_config: Mapping[str, Any]) -> dic
             f"Required channel(s) missing: {', '.join(missing)}. This algorithm needs the four channels "
             f"{', '.join(REQUIRED_CHANNELS)} (looked for folders under {paths.data_dir})."
         )
-    return {
-        name: paths.channel(name)
-        for name in REQUIRED_CHANNELS + OPTIONAL_CHANNELS
-        if paths.channel(name).is_dir()
-    }
+    return {name: paths.channel(name) for name in REQUIRED_CHANNELS + OPTIONAL_CHANNELS if paths.channel(name).is_dir()}
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from typing import Any
 from mxnet.gluon import HybridBlock
 
 
-class SegmentationLoss(HybridBlock):  # type: ignore[misc]
+class SegmentationLoss(HybridBlock):
     def __init__(self, aux_weight: float, ignore_label: int) -> None:
         super().__init__()
         self.aux_weight = aux_weight

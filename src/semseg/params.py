@@ -70,7 +70,7 @@ def parse_int_list(text: str) -> tuple[int, ...]:
         inner = inner[1:-1]
     parts = [p.strip() for p in inner.split(",")]
     if not parts or any(p == "" for p in parts):
-        raise ValueError(f"{text!r} is not a comma-separated list of integers, e.g. \"10, 20\"")
+        raise ValueError(f'{text!r} is not a comma-separated list of integers, e.g. "10, 20"')
     return tuple(parse_int(p) for p in parts)
 
 

@@ -1,11 +1,11 @@
 """The managed algorithm's metric and progress lines, exactly (CloudWatch and tuning jobs parse them).
 
-    #quality_metric. host: algo-1, epoch: 0, train loss: 1.475714725452465 .
-    #quality_metric. host: algo-1, epoch: 0, validation pixel_accuracy: 0.8472626958559429 .
-    #quality_metric. host: algo-1, epoch: 0, validation mIOU: 0.5063982026717044 .
-    #throughput_metric. host: algo-1, epoch: 0, train throughput: 55.04 samples/sec.
-    #progress_notice. epoch: 0, iterations: 20 speed: 55.57 samples/sec learning_rate: 0.000098
-    #progress_metric: host=algo-1, completed 10 % of epochs
+#quality_metric. host: algo-1, epoch: 0, train loss: 1.475714725452465 .
+#quality_metric. host: algo-1, epoch: 0, validation pixel_accuracy: 0.8472626958559429 .
+#quality_metric. host: algo-1, epoch: 0, validation mIOU: 0.5063982026717044 .
+#throughput_metric. host: algo-1, epoch: 0, train throughput: 55.04 samples/sec.
+#progress_notice. epoch: 0, iterations: 20 speed: 55.57 samples/sec learning_rate: 0.000098
+#progress_metric: host=algo-1, completed 10 % of epochs
 """
 
 from __future__ import annotations
@@ -52,9 +52,7 @@ class Reporter:
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
         log.info("%s", progress_notice_line(epoch, iterations, samples_per_sec, learning_rate))
 
-    def epoch_end(
-        self, epoch: int, train_loss: float, throughput: float, pixel_accuracy: float, miou: float
-    ) -> None:
+    def epoch_end(self, epoch: int, train_loss: float, throughput: float, pixel_accuracy: float, miou: float) -> None:
         log.info("%s", quality_line(self.host, epoch, "train loss", train_loss))
         log.info("%s", throughput_line(self.host, epoch, throughput))
         log.info("%s", quality_line(self.host, epoch, "validation pixel_accuracy", pixel_accuracy))

@@ -39,7 +39,7 @@ class RunOptions:
 
     seed: int = 0
     data_workers: int | None = None  # None: 0 on the CPU, else min(16, CPU cores)
-    weights_root: Path = Path("~/.mxnet/models").expanduser()
+    weights_root: Path = Path("/root/.mxnet/models")  # from_environ resolves $MXNET_HOME or ~/.mxnet
     progress_every: int = 20
 
     @classmethod
@@ -91,9 +91,7 @@ class JobHooks:
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
         if not np.isfinite(result.train_loss):
             log.warning("Epoch %d: train loss is %s", result.epoch, result.train_loss)
-        self.reporter.epoch_end(
-            result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou
-        )
+        self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
         if is_best:
             artifacts.save_params(self.net, self.model_dir / artifacts.BEST_PARAMS)
             log.info("Epoch %d: best validation mIOU so far, saved %s", result.epoch, artifacts.BEST_PARAMS)
@@ -133,8 +131,12 @@ def train(job: Job, config: Config, environ: Mapping[str, str]) -> FitResult:
         progress_every=options.progress_every,
     )
     if result.stopped_early:
-        log.info("Early stopping after epoch %d: best mIOU %.6f at epoch %d",
-                 result.epochs_run - 1, result.best_miou, result.best_epoch)
+        log.info(
+            "Early stopping after epoch %d: best mIOU %.6f at epoch %d",
+            result.epochs_run - 1,
+            result.best_miou,
+            result.best_epoch,
+        )
     artifacts.save_params(net, model_dir / artifacts.FINAL_PARAMS)
     artifacts.export_symbol(
         lambda: build_model(_without_pretrained(config), [mx.cpu()], aux=False),
@@ -170,7 +172,9 @@ def _loaders(
     if config.num_training_samples != len(train_pairs):
         log.warning(
             "num_training_samples=%d but channel 'train' has %d usable pairs; the learning-rate schedule "
-            "follows num_training_samples", config.num_training_samples, len(train_pairs)
+            "follows num_training_samples",
+            config.num_training_samples,
+            len(train_pairs),
         )
     if config.base_size:
         train_transform = transforms.gluoncv_train(config.crop_size, config.base_size)

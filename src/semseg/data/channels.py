@@ -44,7 +44,7 @@ def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
     used_masks = set(matched.values())
     _warn_unpaired(mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
     pairs = []
-    unreadable = []
+    unreadable: list[Path] = []
     for key in sorted(matched, key=lambda k: str(images[k])):
         pair = _probe(images[key], matched[key], unreadable)
         if pair is not None:

@@ -43,7 +43,7 @@ def read_mask(path: Path) -> np.ndarray:
         raise ClientError(f"Annotation {path} cannot be decoded ({exc}). Replace or remove it.") from None
 
 
-class SegmentationDataset(Dataset):  # type: ignore[misc]
+class SegmentationDataset(Dataset):
     """Pairs -> (image uint8 HxWx3, class-id mask uint8 HxW) after the label map and the transform."""
 
     def __init__(self, pairs: Sequence[Pair], label_map: LabelMap, transform: Transform) -> None:
@@ -68,7 +68,7 @@ class SegmentationDataset(Dataset):  # type: ignore[misc]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
-class SeededBatchSampler(Sampler):  # type: ignore[misc]
+class SeededBatchSampler(Sampler):
     """Batches of (index, seed). Call `set_epoch` before each pass; same seed + epoch = same batches."""
 
     def __init__(self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int) -> None:

@@ -65,8 +65,8 @@ def gluoncv_train(crop_size: int, base_size: int) -> Transform:
         image, mask = resize(np.ascontiguousarray(image), np.ascontiguousarray(mask), oh, ow)
         pad_h, pad_w = max(crop_size - oh, 0), max(crop_size - ow, 0)
         if pad_h or pad_w:
-            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE)
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=0)
+            mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
         h, w = image.shape[:2]
         top = int(rng.integers(0, h - crop_size + 1))
         left = int(rng.integers(0, w - crop_size + 1))

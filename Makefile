@@ -1,0 +1,71 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is here too.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed-stamp
+DEMO_DIR := demo/opt_ml
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast test-container lint format bench image-cpu image-gpu clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+$(SDK_STAMP): requirements-sdk.txt
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk.txt
+	touch $(SDK_STAMP)
+
+setup: $(STAMP) $(SDK_STAMP)
+
+## demo: make a small built-in data set and run a real CPU training job on it through `train`
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python -m semseg.example $(DEMO_DIR) --images 24 --size 64 --epochs 4 >/dev/null
+	SAGEMAKER_BASE_DIR=$(DEMO_DIR) $(BIN)/train train 2>&1 | tee demo/train.log
+	@echo
+	@echo "Model artifacts in $(DEMO_DIR)/model:"; ls -l $(DEMO_DIR)/model
+	@echo "Metric lines (also in demo/train.log):"; grep -E '#(quality|throughput)_metric' demo/train.log | tail -4
+
+## test: the whole suite: unit, functional (real MXNet on CPU) and container tests (real Docker + SDK)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/functional $(PYTEST_ARGS)
+	$(MAKE) test-container
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-container: $(SDK_STAMP)
+	IMAGE=$$(bash docker/build-cpu.sh | tail -n 1) && \
+	SEMSEG_IMAGE=$$IMAGE $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+## image-cpu: Docker engine, local base image and the CPU image, on a fresh machine; prints the tag last
+image-cpu:
+	@bash docker/build-cpu.sh
+
+## image-gpu: the GPU image (needs a registry that serves the CUDA base image)
+image-gpu:
+	docker build -t semseg:gpu-$$(git rev-parse --short HEAD) \
+	  --build-arg REVISION=$$(git rev-parse HEAD) .
+
+clean:
+	rm -rf $(VENV) $(SDK_VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from semseg.errors import ClientError
+from semseg.job import BASE_DIR_ENV, JobPaths, environ_summary, load_job
+from tests.conftest import write_config
+
+
+def test_paths_follow_sagemaker_base_dir(tmp_path: Path) -> None:
+    paths = JobPaths.from_environ({BASE_DIR_ENV: str(tmp_path)})
+    assert paths.failure_file == tmp_path / "output" / "failure"
+    assert paths.model_dir == tmp_path / "model"
+    assert paths.channel("train") == tmp_path / "input" / "data" / "train"
+    assert JobPaths.from_environ({}).base_dir == Path("/opt/ml")
+
+
+def test_load_job_reads_the_config_files(job_dir: Path) -> None:
+    write_config(job_dir, "resourceconfig.json", {"current_host": "algo-1-x7k2q", "hosts": ["algo-1-x7k2q"]})
+    job = load_job(JobPaths(job_dir))
+    assert job.current_host == "algo-1-x7k2q"
+    assert job.hyperparameters["num_classes"] == "3"
+    assert set(job.channels) == {"train", "validation", "train_annotation", "validation_annotation"}
+    assert job.checkpoint_dir is None
+
+
+def test_missing_required_channel_is_named(job_dir: Path) -> None:
+    shutil.rmtree(job_dir / "input" / "data" / "validation_annotation")
+    with pytest.raises(ClientError, match="Required channel\\(s\\) missing: validation_annotation"):
+        load_job(JobPaths(job_dir))
+
+
+def test_invalid_json_names_the_file(job_dir: Path) -> None:
+    write_config(job_dir, "hyperparameters.json", "{not json")
+    with pytest.raises(ClientError, match=r"hyperparameters\.json is not valid JSON"):
+        load_job(JobPaths(job_dir))
+
+
+def test_json_that_is_not_an_object(job_dir: Path) -> None:
+    write_config(job_dir, "inputdataconfig.json", "[1, 2]")
+    with pytest.raises(ClientError, match="must hold a JSON object"):
+        load_job(JobPaths(job_dir))
+
+
+def test_pipe_mode_is_refused_with_a_fix(job_dir: Path) -> None:
+    write_config(job_dir, "inputdataconfig.json", {"train": {"TrainingInputMode": "Pipe"}})
+    with pytest.raises(ClientError, match=r"TrainingInputMode=Pipe.*Set the channel's input mode to File"):
+        load_job(JobPaths(job_dir))
+
+
+def test_more_than_one_host_is_refused(job_dir: Path) -> None:
+    write_config(job_dir, "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
+    with pytest.raises(ClientError, match="single instance"):
+        load_job(JobPaths(job_dir))
+
+
+def test_missing_optional_files_have_defaults(job_dir: Path) -> None:
+    for name in ("inputdataconfig.json", "resourceconfig.json"):
+        (job_dir / "input" / "config" / name).unlink()
+    job = load_job(JobPaths(job_dir))
+    assert job.current_host == "algo-1" and job.input_data_config == {}
+
+
+def test_checkpoint_config(job_dir: Path, tmp_path: Path) -> None:
+    write_config(job_dir, "checkpointconfig.json", {"LocalPath": str(tmp_path / "ckpt"), "S3Path": "s3://b/p"})
+    assert load_job(JobPaths(job_dir)).checkpoint_dir == tmp_path / "ckpt"
+
+
+def test_toolkit_import_leaves_the_environment_alone(job_dir: Path) -> None:
+    had = os.environ.pop(BASE_DIR_ENV, None)
+    try:
+        load_job(JobPaths(job_dir))
+        assert BASE_DIR_ENV not in os.environ
+    finally:
+        if had is not None:
+            os.environ[BASE_DIR_ENV] = had
+
+
+def test_environ_summary_never_contains_credentials() -> None:
+    env = {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "tok", "TRAINING_JOB_NAME": "job-1"}
+    assert environ_summary(env) == {"TRAINING_JOB_NAME": "job-1"}
