@@ -94,16 +94,19 @@ class Job:
 
 
 def toolkit() -> tuple[ModuleType, ModuleType]:
-    """sagemaker-training's `environment` and `files` modules, imported without their side effect.
+    """sagemaker-training's `environment` and `files` modules, imported without their side effects.
 
-    Importing them resolves paths at import time and, when /opt/ml is missing, sets SAGEMAKER_BASE_DIR
-    to a folder under ~/sagemaker_local; we undo that so the environment stays the caller's.
+    At import time that module resolves its paths and, when neither /opt/ml nor SAGEMAKER_BASE_DIR
+    exists, sets SAGEMAKER_BASE_DIR and creates a job folder under ~/sagemaker_local. We only call its
+    path-free functions, so a base folder is named for the import and the environment restored after.
     """
     had_base_dir = BASE_DIR_ENV in os.environ
-    from sagemaker_training import environment, files
-
-    if not had_base_dir:
-        os.environ.pop(BASE_DIR_ENV, None)
+    os.environ.setdefault(BASE_DIR_ENV, DEFAULT_BASE_DIR)
+    try:
+        from sagemaker_training import environment, files
+    finally:
+        if not had_base_dir:
+            os.environ.pop(BASE_DIR_ENV, None)
     return environment, files
 
 

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semseg.data.channels import find_pairs
+from semseg.data.dataset import SeededBatchSampler
+from semseg.errors import ClientError
+
+
+def image(path: Path, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size).save(path)
+
+
+def test_pairs_by_stem_with_subfolders_and_skips(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    images, masks = tmp_path / "train", tmp_path / "train_annotation"
+    image(images / "a" / "0001.jpg")
+    image(images / "0002.png")
+    image(images / "0003.jpg")  # no mask
+    (images / "notes.txt").write_text("hello")
+    image(masks / "a" / "0001.png", mode="L")
+    image(masks / "0002.png", mode="P")
+    image(masks / "0009.png", mode="L")  # no image
+    with caplog.at_level(logging.WARNING):
+        pairs = find_pairs(images, masks)
+    assert [(p.image.name, p.mask.name) for p in pairs] == [("0002.png", "0002.png"), ("0001.jpg", "0001.png")]
+    text = caplog.text
+    assert "notes.txt is not readable image file" in text
+    assert "1 images without a mask" in text and "1 masks without an image" in text
+
+
+def test_masks_in_a_flat_folder_pair_with_images_in_subfolders(tmp_path: Path) -> None:
+    image(tmp_path / "train" / "city" / "x.jpg")
+    image(tmp_path / "train_annotation" / "x.png", mode="L")
+    assert len(find_pairs(tmp_path / "train", tmp_path / "train_annotation")) == 1
+
+
+def test_no_pairs_names_the_channel(tmp_path: Path) -> None:
+    image(tmp_path / "validation" / "a.jpg")
+    (tmp_path / "validation_annotation").mkdir()
+    with pytest.raises(ClientError, match="Channel 'validation' has no usable image/annotation pairs"):
+        find_pairs(tmp_path / "validation", tmp_path / "validation_annotation")
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "message"),
+    [
+        ("RGB", (8, 6), "has image mode RGB"),
+        ("I;16", (8, 6), "has image mode I;16"),
+        ("L", (6, 8), "is 6x8 but its image"),
+    ],
+)
+def test_bad_masks_name_the_file(tmp_path: Path, mode: str, size: tuple[int, int], message: str) -> None:
+    image(tmp_path / "train" / "a.jpg")
+    image(tmp_path / "train_annotation" / "a.png", size=size, mode=mode)
+    with pytest.raises(ClientError, match=message) as info:
+        find_pairs(tmp_path / "train", tmp_path / "train_annotation")
+    assert "a.png" in str(info.value)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    image(tmp_path / "train" / "good.jpg")
+    (tmp_path / "train" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    image(tmp_path / "train_annotation" / "good.png", mode="L")
+    image(tmp_path / "train_annotation" / "broken.png", mode="L")
+    with caplog.at_level(logging.WARNING):
+        pairs = find_pairs(tmp_path / "train", tmp_path / "train_annotation")
+    assert [p.image.name for p in pairs] == ["good.jpg"]
+    assert "1 unreadable image files" in caplog.text
+
+
+def test_sampler_is_reproducible_and_reshuffles_per_epoch() -> None:
+    sampler = SeededBatchSampler(10, 3, shuffle=True, drop_last=True, seed=7)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 3 and all(len(b) == 3 for b in first)
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    keep = SeededBatchSampler(10, 3, shuffle=False, drop_last=False, seed=7)
+    batches = list(keep)
+    assert len(batches) == 4 and [i for b in batches for i, _ in b] == list(range(10))
+    assert len({s for b in batches for _, s in b}) == 10
+    assert np.all(np.diff([i for b in batches for i, _ in b]) == 1)
