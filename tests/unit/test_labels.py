@@ -69,6 +69,6 @@ def test_validation_falls_back_to_the_train_map(tmp_path: Path) -> None:
 )
 def test_bad_label_maps_name_the_file(tmp_path: Path, content: object, message: str) -> None:
     path = write(tmp_path, "train_label_map.json", content)
-    with pytest.raises(ClientError, match="train_label_map.json") as info:
+    with pytest.raises(ClientError, match=r"train_label_map\.json") as info:
         parse_label_map(path, 3)
     assert message in str(info.value)
