@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from semseg.example import make_job
-
 
 def write_config(base: Path, name: str, content: Any) -> None:
     folder = base / "input" / "config"
@@ -21,4 +19,6 @@ def write_config(base: Path, name: str, content: Any) -> None:
 @pytest.fixture
 def job_dir(tmp_path: Path) -> Path:
     """A complete, tiny job folder: 8 train and 2 validation 32x32 images of 3 classes."""
+    from semseg.example import make_job  # not at import: the container tests' client has no semseg
+
     return make_job(tmp_path / "ml", images=8, size=32, hyperparameters={"epochs": 1, "mini_batch_size": 4})

@@ -38,7 +38,7 @@ class Run:
 
 
 @pytest.fixture
-def train_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
+def train_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     """train_job(hyperparameters, **make_job_kwargs) -> Run: a fresh job folder, trained through the CLI."""
     counter = iter(range(100))
 

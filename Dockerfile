@@ -1,0 +1,53 @@
+# SageMaker-compatible semantic segmentation training image.
+#   GPU (default):  docker build -t semseg:gpu .
+#   CPU:            docker build -t semseg:cpu --build-arg BASE_IMAGE=debian:bookworm-slim --build-arg FLAVOUR=cpu .
+# Image facts live in these build args: the base (CUDA 11.7 + cuDNN 8 runtime, which also ships NCCL) must
+# match the MXNet wheel in docker/requirements-<FLAVOUR>.lock (mxnet-cu117==1.9.1 for gpu, mxnet==1.9.1 for cpu).
+ARG BASE_IMAGE=nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04
+
+FROM ${BASE_IMAGE} AS builder
+ARG FLAVOUR=gpu
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# gcc + python3-dev: sagemaker-training is a source package with a C extension
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock
+COPY pyproject.toml README.md /src/
+COPY src /src/src
+RUN /opt/venv/bin/pip install --no-deps /src
+
+FROM ${BASE_IMAGE} AS runtime
+ARG FLAVOUR=gpu
+ARG PREFETCH_WEIGHTS=1
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="semseg" \
+      org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true"
+ENV DEBIAN_FRONTEND=noninteractive \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MXNET_HOME=/opt/mxnet \
+    MXNET_CUDNN_AUTOTUNE_DEFAULT=1 \
+    OMP_WAIT_POLICY=PASSIVE
+# libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 libgomp1 libquadmath0 libgfortran5 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /opt/venv /opt/venv
+COPY docker/prefetch_weights.py docker/check_image.py /opt/semseg/
+# Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.
+RUN python3 /opt/semseg/check_image.py
+# ImageNet backbones for use_pretrained_model=True; PREFETCH_WEIGHTS=0 for offline builds.
+RUN if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/python /opt/semseg/prefetch_weights.py; fi
+WORKDIR /opt/semseg
+# exec form: SIGTERM from `docker stop` / StopTrainingJob reaches Python directly
+ENTRYPOINT ["/opt/venv/bin/train"]

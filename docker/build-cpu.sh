@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make image-cpu`: on a fresh machine, install and start a Docker engine, make a local Debian base image,
+# and build the CPU image from the one Dockerfile. Progress goes to stderr; the last line on stdout is the tag.
+#
+# Test set-up only (never in the Dockerfile): Docker Hub is unreachable here, so the base image is made with
+# debootstrap; and pip inside the build reaches the package index only through this machine's TLS set-up, so
+# the host's CA bundle is copied into that local base image, with a `cert =` line in its /etc/pip.conf.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${SEMSEG_BASE_IMAGE:-semseg-base:bookworm}
+TAG=${SEMSEG_IMAGE_TAG:-semseg:cpu-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
+HOST_CA=${SEMSEG_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
+log() { echo "[image-cpu] $*" >&2; }
+
+ensure_tools() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  fi
+}
+
+ensure_engine() {
+  if docker info >/dev/null 2>&1; then return; fi
+  log "starting dockerd (no bridge, no iptables: builds and containers use the host network)"
+  nohup dockerd --bridge=none --iptables=false >/var/log/semseg-dockerd.log 2>&1 &
+  for _ in $(seq 90); do
+    if docker info >/dev/null 2>&1; then return; fi
+    sleep 1
+  done
+  log "dockerd did not start; see /var/log/semseg-dockerd.log"
+  tail -20 /var/log/semseg-dockerd.log >&2
+  exit 1
+}
+
+ensure_base() {
+  if docker image inspect "$BASE" >/dev/null 2>&1; then return; fi
+  local root
+  root=$(mktemp -d /var/tmp/semseg-rootfs.XXXXXX)
+  log "debootstrap bookworm into $root (a minute or two; cached as $BASE afterwards)"
+  debootstrap --variant=minbase bookworm "$root" >&2
+  mkdir -p "$root/etc/ssl/certs"
+  cp "$HOST_CA" "$root/etc/ssl/certs/host-ca-bundle.crt"
+  printf '[global]\ncert = /etc/ssl/certs/host-ca-bundle.crt\n' >"$root/etc/pip.conf"
+  tar -C "$root" -c . | docker import - "$BASE" >&2
+  rm -rf "$root"
+}
+
+ensure_tools
+ensure_engine
+ensure_base
+log "building $TAG"
+DOCKER_BUILDKIT=0 docker build --network host \
+  --build-arg BASE_IMAGE="$BASE" --build-arg FLAVOUR=cpu --build-arg PREFETCH_WEIGHTS=0 \
+  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --build-arg VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/semseg/__init__.py)" \
+  -t "$TAG" . >&2
+echo "$TAG"

@@ -1,0 +1,66 @@
+"""The real image, a real Docker engine. The image comes from $SEMSEG_IMAGE (make test-container builds it
+with docker/build-cpu.sh); without it, the fixture builds it the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def docker(*args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    tag = os.environ.get("SEMSEG_IMAGE")
+    if not tag:
+        build = subprocess.run(
+            ["bash", str(ROOT / "docker" / "build-cpu.sh")], capture_output=True, text=True, timeout=3000
+        )
+        assert build.returncode == 0, build.stderr[-4000:]
+        tag = build.stdout.strip().splitlines()[-1]
+    docker("image", "inspect", tag)
+    return tag
+
+
+def make_job(image: str, base: Path, hyperparameters: dict[str, Any] | None = None, images: int = 4) -> Path:
+    """A job folder written by the image's own example generator (the test client has no MXNet)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        f"{base.parent}:/work",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        image,
+        "-m",
+        "semseg.example",
+        f"/work/{base.name}",
+        "--images",
+        str(images),
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+    )
+    if hyperparameters is not None:
+        path = base / "input" / "config" / "hyperparameters.json"
+        current = json.loads(path.read_text())
+        path.write_text(json.dumps({**current, **hyperparameters}))
+    return base
+
+
+def run_job(image: str, base: Path, args: Sequence[str] = ("train",)) -> subprocess.CompletedProcess[str]:
+    return docker("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", image, *args, check=False)

@@ -1,0 +1,61 @@
+"""`docker run` with a mounted /opt/ml, as SageMaker runs the image."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.container.conftest import docker, make_job, run_job
+
+ARTIFACTS = {"hyperparams.json", "model_algo-1", "model_best.params", "model-symbol.json", "model-0000.params"}
+
+
+@pytest.mark.parametrize("args", [("train",), ()], ids=["train", "no-argument"])
+def test_docker_run_trains(image: str, tmp_path: Path, args: tuple[str, ...]) -> None:
+    base = make_job(image, tmp_path / "ml", {"epochs": "2", "mini_batch_size": "2"})
+    proc = run_job(image, base, args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {p.name for p in (base / "model").iterdir()} == ARTIFACTS
+    assert len(re.findall(r"validation mIOU: (\S+)", proc.stdout)) == 2
+    assert len(re.findall(r"train loss: (\S+)", proc.stdout)) == 2
+    assert "#progress_metric: host=algo-1, completed 100 % of epochs" in proc.stdout
+    assert not (base / "output" / "failure").exists()
+    assert json.loads((base / "model" / "hyperparams.json").read_text())["epochs"] == "2"
+
+
+def test_bad_hyperparameter_writes_the_failure_file(image: str, tmp_path: Path) -> None:
+    base = make_job(image, tmp_path / "ml", {"num_classes": "1"})
+    proc = run_job(image, base)
+    assert proc.returncode == 2
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: Invalid hyperparameters: num_classes=1 is out of range")
+    assert not (base / "model").exists() or not any((base / "model").iterdir())
+
+
+def test_missing_weights_are_a_client_error(image: str, tmp_path: Path) -> None:
+    """The CPU test image is built without the weight prefetch: the default use_pretrained_model=True says so."""
+    base = make_job(image, tmp_path / "ml", {"use_pretrained_model": "True"})
+    proc = run_job(image, base)
+    assert proc.returncode == 2
+    failure = (base / "output" / "failure").read_text()
+    assert "resnet50_v1s-25a187fa.params is missing" in failure and "/opt/mxnet/models" in failure
+
+
+def test_unknown_command_is_a_usage_error(image: str, tmp_path: Path) -> None:
+    proc = run_job(image, tmp_path, ("fit",))
+    assert proc.returncode == 2 and "usage: train" in proc.stderr
+
+
+def test_image_facts(image: str) -> None:
+    info = json.loads(docker("image", "inspect", image).stdout)[0]
+    config = info["Config"]
+    assert config["Entrypoint"] == ["/opt/venv/bin/train"], "exec form, so SIGTERM reaches Python"
+    labels = config["Labels"]
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", labels["org.opencontainers.image.revision"])
+    assert labels["org.opencontainers.image.version"]
+    assert "MXNET_HOME=/opt/mxnet" in config["Env"]
+    probe = docker("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "test ! -e /opt/ml && echo clean")
+    assert probe.stdout.strip() == "clean"

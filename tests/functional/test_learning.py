@@ -1,0 +1,32 @@
+"""Training learns: on the easy generated data set, mIOU rises well above the mIOU of predicting the
+majority class everywhere, within ten short epochs from scratch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from semseg.metrics import ConfusionMatrix
+
+
+def majority_class_miou(base: Path, num_classes: int) -> float:
+    masks = [np.asarray(Image.open(p)) for p in sorted((base / "input/data/validation_annotation").glob("*.png"))]
+    labels = np.concatenate([m.reshape(-1) for m in masks])
+    majority = np.bincount(labels[labels != 255]).argmax()
+    matrix = ConfusionMatrix(num_classes)
+    matrix.update(labels, np.full_like(labels, majority))
+    return matrix.miou
+
+
+def test_miou_rises_well_above_chance(train_job) -> None:
+    hp = {"epochs": 10, "learning_rate": 0.1, "num_training_samples": 16, "validation_mini_batch_size": 4}
+    run = train_job(hp, images=16, validation_images=4, size=48)
+    assert run.code == 0, run.failure
+    chance = majority_class_miou(run.base, 3)
+    mious = run.metric("validation:mIOU")
+    assert 0.2 < chance < 0.35
+    assert max(mious) > chance + 0.25, (chance, mious)
+    losses = run.metric("train:loss")
+    assert losses[-1] < losses[0] / 2
