@@ -73,11 +73,11 @@ def test_secrets_are_not_logged(job_dir: Path, capsys: pytest.CaptureFixture[str
 
 def test_internal_fault_becomes_algorithm_error_with_traceback(tmp_path: Path) -> None:
     def broken() -> None:
-        {}["missing"]
+        int("not a number")  # a real ValueError from inside the job
 
     assert guarded(JobPaths(tmp_path), broken) == EXIT_ALGORITHM_ERROR
     text = (tmp_path / "output" / "failure").read_text()
-    assert text.startswith("AlgorithmError: KeyError: 'missing'")
+    assert text.startswith("AlgorithmError: ValueError: invalid literal for int()")
     assert "Traceback (most recent call last)" in text
 
 
