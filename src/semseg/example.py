@@ -4,7 +4,7 @@ Images: noisy backgrounds with colour-coded shapes (class 1: red discs, class 2:
 masks: the class ids as grayscale PNGs, with a 255 (ignore) rim around each shape. A network learns it
 within a few epochs, so mIOU well above chance shows that training works.
 
-    python -m semseg.example DIR [--images 16] [--size 64] [--classes 3] [--epochs 3]
+    python -m semseg.example DIR [--images 16] [--size 48] [--classes 3] [--epochs 8] [--learning-rate 0.1]
 """
 
 from __future__ import annotations
