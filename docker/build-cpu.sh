@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${SEMSEG_BASE_IMAGE:-semseg-base:bookworm}
-TAG=${SEMSEG_IMAGE_TAG:-semseg:cpu-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo dev)
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then revision="$revision-dirty"; fi
+TAG=${SEMSEG_IMAGE_TAG:-semseg:cpu-$revision}
 HOST_CA=${SEMSEG_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 log() { echo "[image-cpu] $*" >&2; }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def save_params(net: HybridBlock, path: Path) -> None:
     atomic_write(path, lambda tmp: net.save_parameters(str(tmp)))
+
+
+def copy_file(source: Path, target: Path) -> None:
+    atomic_write(target, lambda tmp: _copy(source, tmp))
+
+
+def _copy(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
 
 
 def write_hyperparams(config: Config, model_dir: Path) -> Path:

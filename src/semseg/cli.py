@@ -1,7 +1,8 @@
 """The `train` entry point: argv, logging, run the job, and turn every ending into an exit code.
 
 This is the only module that exits. Exit codes: 0 completed; 1 AlgorithmError (our fault);
-2 ClientError (bad input; also a usage error). The failure file gets `ClientError: ...` or
+2 ClientError (bad input; also a usage error); 128 + signal (143 SIGTERM, 130 SIGINT) when stopped after
+saving checkpoint and artifacts. The failure file gets `ClientError: ...` or
 `AlgorithmError: ...` with the useful part first, since SageMaker shows only its first 1024 characters.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -17,14 +19,16 @@ from typing import TextIO
 
 from semseg import __version__
 from semseg.config import Config, defaults
-from semseg.errors import AlgorithmError, ClientError, JobError
+from semseg.errors import AlgorithmError, ClientError, JobError, Stopped
 from semseg.job import JobPaths, environ_summary, load_job
+from semseg.signals import StopFlag
 
 log = logging.getLogger("semseg")
 
 EXIT_OK = 0
 EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
+EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
 USAGE = "usage: train [train]\n  Runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml)."
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(thread)d] %(message)s"
 LOG_DATEFMT = "%m/%d/%Y %H:%M:%S"
@@ -48,6 +52,9 @@ class _StdoutHandler(logging.StreamHandler):
 def setup_logging() -> None:
     """Managed-algorithm style log lines on stdout (SageMaker sends stdout to CloudWatch)."""
     root = logging.getLogger()
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")  # file names that are not UTF-8 must not break the log
     if not any(isinstance(h, _StdoutHandler) for h in root.handlers):
         handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
@@ -65,7 +72,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CLIENT_ERROR
     setup_logging()
     paths = JobPaths.from_environ(env)
-    code = guarded(paths, lambda: _train(paths, env))
+    with StopFlag().installed() as stop:
+        code = guarded(paths, lambda: _train(paths, env, stop))
     if code == EXIT_OK:
         log.info("Training job completed")
     return code
@@ -75,6 +83,12 @@ def guarded(paths: JobPaths, action: Callable[[], object]) -> int:
     """Run `action`; map how it ends to an exit code and, on failure, the failure file."""
     try:
         action()
+    except Stopped as stop:
+        log.warning("Training stopped by signal %d; checkpoint and artifacts are saved", stop.signum)
+        return EXIT_STOPPED_BASE + stop.signum
+    except KeyboardInterrupt:
+        log.warning("Stopped at once by a second stop signal")
+        return EXIT_STOPPED_BASE + signal.SIGINT
     except ClientError as exc:
         return _fail(paths, exc, EXIT_CLIENT_ERROR, with_traceback=False)
     except JobError as exc:
@@ -91,7 +105,7 @@ def guarded(paths: JobPaths, action: Callable[[], object]) -> int:
     return EXIT_OK
 
 
-def _train(paths: JobPaths, environ: Mapping[str, str]) -> None:
+def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     log.info("semseg %s, base folder %s", __version__, paths.base_dir)
     log.info("Environment: %s", environ_summary(environ))
     job = load_job(paths)
@@ -101,7 +115,7 @@ def _train(paths: JobPaths, environ: Mapping[str, str]) -> None:
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
     from semseg.training import train  # imported late: MXNet and GluonCV take seconds to load
 
-    train(job, config, environ)
+    train(job, config, environ, stop)
 
 
 def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) -> int:
@@ -112,7 +126,7 @@ def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) ->
     try:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
         tmp = paths.failure_file.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
         os.replace(tmp, paths.failure_file)
     except OSError as write_error:
         log.error("Could not write the failure file %s: %s", paths.failure_file, write_error)

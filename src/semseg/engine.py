@@ -7,13 +7,14 @@ points), batches arrive as uint8 and are normalised on the device.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from semseg.errors import AlgorithmError
 from semseg.metrics import ConfusionMatrix
 from semseg.model import set_output_size
 
@@ -27,8 +28,19 @@ def normalize(batch: mx.nd.NDArray) -> mx.nd.NDArray:
     return mx.nd.image.normalize(mx.nd.image.to_tensor(batch), mean=MEAN, std=STD)
 
 
+class Diverged(AlgorithmError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, iteration: int) -> None:
+        super().__init__(f"The train loss became NaN or infinite at epoch {epoch}, iteration {iteration}.")
+        self.epoch = epoch
+        self.iteration = iteration
+
+
 class Hooks(Protocol):
     """What the loop tells its caller."""
+
+    def epoch_start(self, epoch: int) -> None: ...
 
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None: ...
 
@@ -76,6 +88,7 @@ class FitResult:
     best_epoch: int
     stopped_early: bool
     history: tuple[EpochResult, ...]
+    interrupted: bool = False  # a stop request ended training before `epochs`
 
 
 class Loop:
@@ -100,32 +113,55 @@ class Loop:
         loss.hybridize(**HYBRIDIZE)
 
     def train_epoch(
-        self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], epoch: int, hooks: Hooks, progress_every: int
-    ) -> tuple[float, float]:
-        """One pass over `batches`; returns (mean loss per sample, samples per second)."""
+        self,
+        batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]],
+        epoch: int,
+        hooks: Hooks,
+        progress_every: int,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[float, float] | None:
+        """One pass over `batches`: (mean loss per sample, samples per second), or None when stopped.
+
+        Divergence is tracked on the device (the first iteration whose loss is not finite) and read at
+        the progress points and at the end, so the hot path never waits for the host.
+        """
         totals = [mx.nd.zeros((1,), ctx=ctx) for ctx in self.contexts]
+        first_bad = [mx.nd.full((1,), -1, ctx=ctx) for ctx in self.contexts]
         samples = 0
         start = tick = time.perf_counter()
         tick_samples = 0
+        iteration = 0
         for iteration, (images, masks) in enumerate(batches, 1):
+            if should_stop():
+                return None
             xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
             ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
             with autograd.record():
                 losses = [self.loss(*self.net(normalize(x)), y.astype("float32")) for x, y in zip(xs, ys)]
             autograd.backward(losses)
             self.trainer.step(images.shape[0])
-            for total, loss in zip(totals, losses):
-                total += loss.sum()
+            for i, loss in enumerate(losses):
+                batch_loss = loss.sum()
+                totals[i] += batch_loss
+                bad = mx.nd.logical_and(first_bad[i] < 0, mx.nd.contrib.isfinite(batch_loss) == 0)
+                first_bad[i] = mx.nd.where(bad, mx.nd.full((1,), iteration, ctx=batch_loss.context), first_bad[i])
             samples += images.shape[0]
             if iteration % progress_every == 0:
-                mx.nd.waitall()  # a sync point: the speed below is real, and the queue stays short
+                self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
                 now = time.perf_counter()
                 speed = (samples - tick_samples) / max(now - tick, 1e-9)
                 hooks.progress(epoch, iteration, speed, self.trainer.learning_rate)
                 tick, tick_samples = now, samples
+        self._check_finite(first_bad, epoch)
         loss_sum = sum(total.asscalar() for total in totals)
         elapsed = time.perf_counter() - start
         return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    @staticmethod
+    def _check_finite(first_bad: list[mx.nd.NDArray], epoch: int) -> None:
+        bad = [int(b.asscalar()) for b in first_bad]
+        if max(bad) >= 0:
+            raise Diverged(epoch, min(b for b in bad if b >= 0))
 
     def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
         """Confusion matrix over all validation batches. Whole images run imperatively at their own size."""
@@ -159,13 +195,26 @@ def fit(
     hooks: Hooks,
     progress_every: int = 20,
     first_epoch: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> FitResult:
-    """Train `epochs` epochs (from `first_epoch`), evaluating after each; stop early when told to."""
+    """Train `epochs` epochs (from `first_epoch`), evaluating after each; stop early when told to.
+
+    `should_stop` is polled after every iteration; when it says so, the current epoch is abandoned
+    (its checkpoint would not be resumable) and the result says `interrupted`.
+    """
     history = []
-    stopped = False
+    stopped = interrupted = False
     for epoch in range(first_epoch, epochs):
+        if should_stop():
+            interrupted = True
+            break
+        hooks.epoch_start(epoch)
         train_batches.set_epoch(epoch)
-        loss, throughput = loop.train_epoch(train_batches, epoch, hooks, progress_every)
+        trained = loop.train_epoch(train_batches, epoch, hooks, progress_every, should_stop)
+        if trained is None:
+            interrupted = True
+            break
+        loss, throughput = trained
         matrix = loop.evaluate(validation_batches, whole_image_validation)
         result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou)
         history.append(result)
@@ -174,7 +223,7 @@ def fit(
         if early_stopping.stop(epoch):
             stopped = epoch + 1 < epochs
             break
-    return FitResult(len(history), early_stopping.best, early_stopping.best_epoch, stopped, tuple(history))
+    return FitResult(len(history), early_stopping.best, early_stopping.best_epoch, stopped, tuple(history), interrupted)
 
 
 class TrainData(Protocol):

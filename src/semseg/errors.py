@@ -31,3 +31,12 @@ class AlgorithmError(JobError):
     """An internal fault: not caused by the user's input."""
 
     kind = "AlgorithmError"
+
+
+class Stopped(Exception):
+    """The job was asked to stop (SIGTERM from StopTrainingJob or a spot interruption, SIGINT) and did,
+    after saving its checkpoint and artifacts. Not a failure: no failure file."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum

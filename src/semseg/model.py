@@ -104,6 +104,20 @@ def load_backbone(net: HybridBlock, path: Path, contexts: Sequence[mx.Context]) 
     log.info("Loaded ImageNet backbone weights from %s (%d tensors)", path, len(wanted))
 
 
+def load_weights(net: HybridBlock, path: Path, contexts: Sequence[mx.Context], what: str) -> None:
+    """Load a whole network's parameters (a previous job's model); ClientError if they do not fit."""
+    try:
+        net.load_parameters(str(path), ctx=list(contexts))
+    except (mx.MXNetError, AssertionError, ValueError) as exc:
+        raise ClientError(f"The weights of {what} ({path}) do not fit this network: {_first_line(exc)}") from None
+
+
+def materialize(net: HybridBlock, contexts: Sequence[mx.Context], crop_size: int) -> None:
+    """Run one inference pass per device so every parameter has its shape and data (no training effect)."""
+    for ctx in contexts:
+        net(mx.nd.zeros((1, 3, crop_size, crop_size), ctx=ctx))
+
+
 def _fits(saved: tuple[int, ...], declared: tuple[int, ...]) -> bool:
     """Shapes agree; 0 in a declared shape is a dimension Gluon infers at the first forward pass."""
     return len(saved) == len(declared) and all(d in (0, s) for s, d in zip(saved, declared))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,18 +15,21 @@ import numpy as np
 from mxnet import gluon
 
 from semseg import artifacts, optim
+from semseg.checkpoint import CheckpointStore
 from semseg.config import Config
 from semseg.data import transforms
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import EpochLoader, SeededBatchSampler, SegmentationDataset, make_loader
 from semseg.data.labels import IGNORE, load_label_map
 from semseg.devices import training_contexts
-from semseg.engine import EarlyStopping, EpochResult, FitResult, Loop, fit
-from semseg.errors import ClientError
+from semseg.engine import Diverged, EarlyStopping, EpochResult, FitResult, Loop, fit
+from semseg.errors import AlgorithmError, ClientError, Stopped
 from semseg.job import Job
 from semseg.loss import SegmentationLoss
-from semseg.model import build_model
+from semseg.model import build_model, load_weights, materialize
 from semseg.report import Reporter
+from semseg.seed_model import SeedModel, find_seed_model
+from semseg.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -78,27 +82,43 @@ def seed_everything(seed: int) -> None:
 
 
 class JobHooks:
-    """Reports the managed log lines and saves model_best.params whenever mIOU improves."""
+    """Per-epoch seeding, the managed log lines, model_best.params whenever mIOU improves, checkpoints."""
 
-    def __init__(self, reporter: Reporter, net: gluon.HybridBlock, model_dir: Path) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        loop: Loop,
+        model_dir: Path,
+        seed: int,
+        checkpoints: CheckpointStore | None,
+        early_stopping: EarlyStopping,
+    ) -> None:
         self.reporter = reporter
-        self.net = net
+        self.loop = loop
         self.model_dir = model_dir
+        self.seed = seed
+        self.checkpoints = checkpoints
+        self.early_stopping = early_stopping
+
+    def epoch_start(self, epoch: int) -> None:
+        # Dropout draws from MXNet's generator: a seed per epoch makes a resumed run repeat the original.
+        mx.random.seed(self.seed * 100_003 + epoch)
 
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
         self.reporter.progress(epoch, iterations, samples_per_sec, learning_rate)
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
-        if not np.isfinite(result.train_loss):
-            log.warning("Epoch %d: train loss is %s", result.epoch, result.train_loss)
         self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
         if is_best:
-            artifacts.save_params(self.net, self.model_dir / artifacts.BEST_PARAMS)
+            artifacts.save_params(self.loop.net, self.model_dir / artifacts.BEST_PARAMS)
             log.info("Epoch %d: best validation mIOU so far, saved %s", result.epoch, artifacts.BEST_PARAMS)
+        if self.checkpoints is not None:
+            self.checkpoints.save(result.epoch, self.loop.net, self.loop.trainer, self.early_stopping, is_best)
 
 
-def train(job: Job, config: Config, environ: Mapping[str, str]) -> FitResult:
+def train(job: Job, config: Config, environ: Mapping[str, str], should_stop: StopFlag | None = None) -> FitResult:
     """Run the whole job; artifacts land in job.paths.model_dir."""
+    stop = should_stop or StopFlag()
     options = RunOptions.from_environ(environ)
     seed_everything(options.seed)
     contexts = training_contexts(config.mini_batch_size)
@@ -106,46 +126,85 @@ def train(job: Job, config: Config, environ: Mapping[str, str]) -> FitResult:
     iters = optim.iterations_per_epoch(config)
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", iters, config.epochs)
 
-    net = build_model(config, contexts, weights_root=options.weights_root)
+    seed = _seed_model(job, config)
+    pretrained = config.use_pretrained_model and seed is None
+    net = build_model(replace(config, use_pretrained_model=pretrained), contexts, weights_root=options.weights_root)
+    if seed is not None:
+        load_weights(net, seed.weights, contexts, "the seed model in channel 'model'")
     trainer = gluon.Trainer(
         net.collect_params(), config.optimizer, optim.optimizer_params(config, iters), kvstore="device"
     )
-    loss = SegmentationLoss(AUX_WEIGHT, IGNORE)
-    loop = Loop(net, loss, trainer, contexts, config.num_classes, config.crop_size)
-
     model_dir = job.paths.model_dir
     artifacts.write_hyperparams(config, model_dir)
-    result = fit(
-        loop,
-        train_loader,
-        validation_loader,
-        epochs=config.epochs,
-        whole_image_validation=config.validation_mini_batch_size == 1,
-        early_stopping=EarlyStopping(
-            config.early_stopping,
-            config.early_stopping_min_epochs,
-            config.early_stopping_patience,
-            config.early_stopping_tolerance,
-        ),
-        hooks=JobHooks(Reporter(job.current_host, config.epochs), net, model_dir),
-        progress_every=options.progress_every,
+    early_stopping = EarlyStopping(
+        config.early_stopping,
+        config.early_stopping_min_epochs,
+        config.early_stopping_patience,
+        config.early_stopping_tolerance,
     )
+    checkpoints = None
+    first_epoch = 0
+    if job.checkpoint_dir is not None:
+        checkpoints = CheckpointStore(job.checkpoint_dir, config.to_hyperparameters())
+        materialize(net, contexts, config.crop_size)
+        resume = checkpoints.restore(net, trainer)
+        if resume is not None:
+            first_epoch, early_stopping = resume.next_epoch, resume.early_stopping
+            if resume.best_params is not None:
+                artifacts.copy_file(resume.best_params, model_dir / artifacts.BEST_PARAMS)
+    loop = Loop(net, SegmentationLoss(AUX_WEIGHT, IGNORE), trainer, contexts, config.num_classes, config.crop_size)
+    hooks = JobHooks(
+        Reporter(job.current_host, config.epochs), loop, model_dir, options.seed, checkpoints, early_stopping
+    )
+    try:
+        result = fit(
+            loop,
+            train_loader,
+            validation_loader,
+            epochs=config.epochs,
+            whole_image_validation=config.validation_mini_batch_size == 1,
+            early_stopping=early_stopping,
+            hooks=hooks,
+            progress_every=options.progress_every,
+            first_epoch=first_epoch,
+            should_stop=stop,
+        )
+    except Diverged as exc:
+        kept = ", ".join(sorted(p.name for p in model_dir.iterdir()))
+        raise AlgorithmError(
+            f"{exc.message} Lower learning_rate (now {config.learning_rate:g}), e.g. to a tenth. "
+            f"Kept in {model_dir}: {kept}."
+        ) from exc
     if result.stopped_early:
         log.info(
             "Early stopping after epoch %d: best mIOU %.6f at epoch %d",
-            result.epochs_run - 1,
+            result.epochs_run + first_epoch - 1,
             result.best_miou,
             result.best_epoch,
         )
+    _finish(config, net, model_dir)
+    if result.interrupted and stop.signum is not None:
+        raise Stopped(stop.signum)
+    return result
+
+
+def _finish(config: Config, net: gluon.HybridBlock, model_dir: Path) -> None:
+    """The artifacts of the end of training (also after a stop request)."""
     artifacts.save_params(net, model_dir / artifacts.FINAL_PARAMS)
+    best = model_dir / artifacts.BEST_PARAMS
+    if not best.exists():  # stopped before the first validation: the weights reached so far
+        artifacts.copy_file(model_dir / artifacts.FINAL_PARAMS, best)
     artifacts.export_symbol(
-        lambda: build_model(_without_pretrained(config), [mx.cpu()], aux=False),
-        model_dir / artifacts.BEST_PARAMS,
-        model_dir,
-        config.crop_size,
+        lambda: build_model(_without_pretrained(config), [mx.cpu()], aux=False), best, model_dir, config.crop_size
     )
     log.info("Artifacts in %s: %s", model_dir, ", ".join(sorted(p.name for p in model_dir.iterdir())))
-    return result
+
+
+def _seed_model(job: Job, config: Config) -> SeedModel | None:
+    channel = job.channel("model")
+    if channel is None:
+        return None
+    return find_seed_model(channel, Path(tempfile.mkdtemp(prefix="semseg-seed-")), config)
 
 
 def _without_pretrained(config: Config) -> Config:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,27 @@ def test_image_facts(image: str) -> None:
     assert "MXNET_HOME=/opt/mxnet" in config["Env"]
     probe = docker("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "test ! -e /opt/ml && echo clean")
     assert probe.stdout.strip() == "clean"
+
+
+def test_docker_stop_saves_and_exits_within_the_grace_period(image: str, tmp_path: Path) -> None:
+    """StopTrainingJob and spot interruptions send SIGTERM (then SIGKILL after 120 s): `docker stop` does the same."""
+    base = make_job(image, tmp_path / "ml", {"epochs": "50", "mini_batch_size": "2"})
+    (base / "checkpoints").mkdir()
+    name = f"semseg-stop-{tmp_path.name}"
+    docker("run", "-d", "--name", name, "--network", "none", "-v", f"{base}:/opt/ml", image, "train")
+    try:
+        deadline = time.monotonic() + 300
+        while not list((base / "checkpoints").glob("epoch-*")):
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stdout[-2000:]
+            time.sleep(1)
+        started = time.monotonic()
+        docker("stop", "--time", "120", name)
+        assert time.monotonic() - started < 120
+        state = json.loads(docker("inspect", name).stdout)[0]["State"]
+        logs = docker("logs", name).stdout
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert state["ExitCode"] == 143, logs[-2000:]
+    assert "Training stopped by signal 15" in logs
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (base / "model").iterdir()}
+    assert not (base / "output" / "failure").exists()

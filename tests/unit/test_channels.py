@@ -12,7 +12,7 @@ from semseg.data.dataset import SeededBatchSampler
 from semseg.errors import ClientError
 
 
-def image(path: Path, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> None:
+def image(path: Path, size: tuple[int, int] = (16, 12), mode: str = "RGB") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, size).save(path)
 
@@ -71,7 +71,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, caplog: pytes
     with caplog.at_level(logging.WARNING):
         pairs = find_pairs(tmp_path / "train", tmp_path / "train_annotation")
     assert [p.image.name for p in pairs] == ["good.jpg"]
-    assert "1 unreadable image files" in caplog.text
+    assert "1 unreadable, empty or truncated image files" in caplog.text
 
 
 def test_sampler_is_reproducible_and_reshuffles_per_epoch() -> None:

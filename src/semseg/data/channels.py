@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
 MASK_MODES = ("L", "P")
-MAX_PIXELS = 64_000_000  # larger images would need tens of GB per batch; see README "Limits"
+MAX_PIXELS = 64_000_000  # 8000 x 8000; larger ones need GBs per image in decoding and augmentation
+MIN_SIDE = 8  # the network's output stride: a smaller image has no feature map to speak of
 _SHOWN = 5  # how many file names a warning lists
+_TAIL = 1024  # how far from the end of a file its end marker may be
+_END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,19 @@ def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
     used_masks = set(matched.values())
     _warn_unpaired(mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
     pairs = []
-    unreadable: list[Path] = []
+    skipped: dict[str, list[Path]] = defaultdict(list)
     for key in sorted(matched, key=lambda k: str(images[k])):
-        pair = _probe(images[key], matched[key], unreadable)
+        pair = _probe(images[key], matched[key], skipped)
         if pair is not None:
             pairs.append(pair)
-    _warn_unpaired(image_dir, "unreadable image files", unreadable)
+    for what, files in skipped.items():
+        _warn_unpaired(image_dir, what, files)
     if not pairs:
+        reasons = "".join(f", {len(files)} {what}" for what, files in skipped.items())
         raise ClientError(
             f"Channel {image_dir.name!r} has no usable image/annotation pairs: {len(images)} image(s) in "
-            f"{image_dir}, {len(masks)} PNG mask(s) in {mask_dir}. Pair each image (JPEG or PNG) with a PNG "
-            "mask of the same file name, e.g. 0001.jpg with 0001.png."
+            f"{image_dir}, {len(masks)} PNG mask(s) in {mask_dir}{reasons}. Pair each image (JPEG or PNG) "
+            "with a PNG mask of the same file name, e.g. 0001.jpg with 0001.png."
         )
     log.info("Channel %s: %d image/annotation pairs", image_dir.name, len(pairs))
     return pairs
@@ -64,16 +69,22 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """Relative path without suffix -> file, for files with one of `suffixes`; warns about the rest."""
     found: dict[str, Path] = {}
     skipped: list[Path] = []
+    outside: list[Path] = []
+    real_folder = folder.resolve()
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith(".") or not path.is_file():
                 continue
+            if path.is_symlink() and not path.resolve().is_relative_to(real_folder):
+                outside.append(path)
+                continue
             if path.suffix.lower() not in suffixes:
                 skipped.append(path)
                 continue
             found[str(path.relative_to(folder).with_suffix(""))] = path
+    _warn_unpaired(folder, "symbolic links that point out of the channel", outside)
     if skipped:
         log.warning(
             "Channel %s: skipping %d file(s) that are not %s images, e.g. %s is not readable image file",
@@ -111,17 +122,49 @@ def _warn_unpaired(folder: Path, what: str, files: list[Path]) -> None:
         )
 
 
-def _probe(image: Path, mask: Path, unreadable: list[Path]) -> Pair | None:
+def _complete(path: Path) -> bool:
+    """False for an empty file, or a JPEG/PNG whose end marker is missing (a truncated upload)."""
+    marker = _END_MARKERS.get(path.suffix.lower())
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    if marker is None:
+        return True
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _TAIL))
+        return marker in f.read()
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from the file header; raises OSError when it is no readable image."""
     try:
-        with Image.open(image) as img:
-            size = img.size
-    except (UnidentifiedImageError, OSError):
-        unreadable.append(image)
+        with Image.open(path) as img:
+            return img.mode, img.size
+    except UnidentifiedImageError as exc:
+        raise OSError(str(exc)) from None
+
+
+def _probe(image: Path, mask: Path, skipped: dict[str, list[Path]]) -> Pair | None:
+    """The pair, or None (recorded in `skipped`) when the image cannot be used; ClientError for a bad mask."""
+    too_big = f"images smaller than {MIN_SIDE} or larger than {MAX_PIXELS:,} pixels"
+    try:
+        if not _complete(image):
+            raise OSError("empty or truncated")
+        _, size = _header(image)
+    except Image.DecompressionBombError:
+        skipped[too_big].append(image)
+        return None
+    except OSError:
+        skipped["unreadable, empty or truncated image files"].append(image)
+        return None
+    if size[0] * size[1] > MAX_PIXELS or min(size) < MIN_SIDE:
+        skipped[too_big].append(image)
         return None
     try:
-        with Image.open(mask) as m:
-            mask_mode, mask_size = m.mode, m.size
-    except (UnidentifiedImageError, OSError) as exc:
+        if not _complete(mask):
+            raise OSError("the file is empty or truncated")
+        mask_mode, mask_size = _header(mask)
+    except (OSError, Image.DecompressionBombError) as exc:
         raise ClientError(f"Annotation {mask} cannot be read as a PNG image ({exc}). Replace or remove it.") from None
     if mask_mode not in MASK_MODES:
         raise ClientError(
@@ -132,10 +175,5 @@ def _probe(image: Path, mask: Path, unreadable: list[Path]) -> Pair | None:
         raise ClientError(
             f"Annotation {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is {size[0]}x{size[1]}; "
             "a mask must have the same width and height as its image."
-        )
-    if size[0] * size[1] > MAX_PIXELS or min(size) < 1:
-        raise ClientError(
-            f"Image {image} is {size[0]}x{size[1]} pixels; this algorithm accepts images of at most "
-            f"{MAX_PIXELS:,} pixels. Downscale it (and its mask, with nearest-neighbour) or remove the pair."
         )
     return Pair(image=image, mask=mask, width=size[0], height=size[1])

@@ -1,0 +1,45 @@
+"""Stop requests: SIGTERM (StopTrainingJob, spot interruption; SIGKILL follows after 120 s) and SIGINT.
+
+The first signal sets a flag that the training loop checks after every iteration (a safe point); the job
+then saves its checkpoint and artifacts and ends. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+class StopFlag:
+    """Set by a signal handler; read by the loop. `signum` is the first signal received."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def request(self, signum: int) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second stop signal {signum}: stopping at once")
+        self.signum = signum
+        log.warning("Received signal %d: stopping at the next safe point, then saving", signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Handle SIGTERM and SIGINT (main thread only) while the context lasts; restore the old handlers."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.request(signum)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
