@@ -72,7 +72,8 @@ def test_corrupt_archive_is_a_client_error(tmp_path: Path) -> None:
 
 
 def test_links_inside_are_skipped_and_files_extracted(tmp_path: Path) -> None:
-    members = [*seed_files(CONFIG), ("alias", b"", {"type": tarfile.SYMTYPE, "linkname": "model_best.params"})]
+    link: dict[str, object] = {"type": tarfile.SYMTYPE, "linkname": "model_best.params"}
+    members = [*seed_files(CONFIG), ("alias", b"", link)]
     channel = tmp_path / "channel"
     channel.mkdir()
     archive(channel / "model.tar.gz", members)
