@@ -13,9 +13,10 @@ from typing import Protocol
 
 import mxnet as mx
 from mxnet import autograd, gluon
+from mxnet.contrib import amp
 
 from semseg.errors import AlgorithmError
-from semseg.metrics import ConfusionMatrix
+from semseg.metrics import IGNORE, ConfusionMatrix
 from semseg.model import set_output_size
 
 MEAN = (0.485, 0.456, 0.406)
@@ -102,8 +103,10 @@ class Loop:
         contexts: Sequence[mx.Context],
         num_classes: int,
         crop_size: int,
+        mixed_precision: bool = False,
     ) -> None:
         self.net = net
+        self.mixed_precision = mixed_precision
         self.loss = loss
         self.trainer = trainer
         self.contexts = list(contexts)
@@ -138,7 +141,11 @@ class Loop:
             ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
             with autograd.record():
                 losses = [self.loss(*self.net(normalize(x)), y.astype("float32")) for x, y in zip(xs, ys)]
-            autograd.backward(losses)
+                if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
+                    with amp.scale_loss(losses, self.trainer) as scaled:
+                        autograd.backward(scaled)
+            if not self.mixed_precision:
+                autograd.backward(losses)
             self.trainer.step(images.shape[0])
             for i, loss in enumerate(losses):
                 batch_loss = loss.sum()
@@ -164,8 +171,12 @@ class Loop:
             raise Diverged(epoch, min(b for b in bad if b >= 0))
 
     def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
-        """Confusion matrix over all validation batches. Whole images run imperatively at their own size."""
-        matrix = ConfusionMatrix(self.num_classes)
+        """Confusion matrix over all validation batches, accumulated on the devices and read once.
+
+        Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place).
+        """
+        classes = self.num_classes
+        counts = [mx.nd.zeros((classes * classes,), ctx=ctx, dtype="int64") for ctx in self.contexts]
         if whole_images:
             self.net.hybridize(active=False)
         try:
@@ -174,13 +185,21 @@ class Loop:
                     set_output_size(self.net, images.shape[1], images.shape[2])
                 xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
                 ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
-                predictions = [self.net(normalize(x))[0].argmax(axis=1) for x in xs]
-                for y, prediction in zip(ys, predictions):
-                    matrix.update(y.asnumpy(), prediction.asnumpy())
+                for i, (x, y) in enumerate(zip(xs, ys)):
+                    prediction = self.net(normalize(x))[0].argmax(axis=1)
+                    label = y.astype("float32")
+                    index = mx.nd.where(
+                        label == IGNORE, mx.nd.full(label.shape, -1, ctx=label.context), label * classes + prediction
+                    )
+                    histogram, _ = mx.nd.histogram(index, bins=classes * classes, range=(0, classes * classes))
+                    counts[i] += histogram
         finally:
             if whole_images:
                 set_output_size(self.net, self.crop_size, self.crop_size)
                 self.net.hybridize(**HYBRIDIZE)
+        matrix = ConfusionMatrix(classes)
+        for count in counts:
+            matrix.add_counts(count.asnumpy())
         return matrix
 
 

@@ -28,6 +28,10 @@ class ConfusionMatrix:
         counts = np.bincount(index, minlength=self.num_classes**2)
         self.matrix += counts.reshape(self.num_classes, self.num_classes)
 
+    def add_counts(self, counts: np.ndarray) -> None:
+        """Add a flat histogram of `label * num_classes + prediction` (as accumulated on a device)."""
+        self.matrix += counts.astype(np.int64).reshape(self.num_classes, self.num_classes)
+
     @property
     def pixel_accuracy(self) -> float:
         total = self.matrix.sum()

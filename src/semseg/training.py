@@ -13,6 +13,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from mxnet.contrib import amp
 
 from semseg import artifacts, optim
 from semseg.checkpoint import CheckpointStore
@@ -126,6 +127,7 @@ def train(job: Job, config: Config, environ: Mapping[str, str], should_stop: Sto
     iters = optim.iterations_per_epoch(config)
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", iters, config.epochs)
 
+    mixed_precision = _mixed_precision(config, contexts)
     seed = _seed_model(job, config)
     pretrained = config.use_pretrained_model and seed is None
     net = build_model(replace(config, use_pretrained_model=pretrained), contexts, weights_root=options.weights_root)
@@ -134,6 +136,8 @@ def train(job: Job, config: Config, environ: Mapping[str, str], should_stop: Sto
     trainer = gluon.Trainer(
         net.collect_params(), config.optimizer, optim.optimizer_params(config, iters), kvstore="device"
     )
+    if mixed_precision:
+        amp.init_trainer(trainer)
     model_dir = job.paths.model_dir
     artifacts.write_hyperparams(config, model_dir)
     early_stopping = EarlyStopping(
@@ -152,10 +156,19 @@ def train(job: Job, config: Config, environ: Mapping[str, str], should_stop: Sto
             first_epoch, early_stopping = resume.next_epoch, resume.early_stopping
             if resume.best_params is not None:
                 artifacts.copy_file(resume.best_params, model_dir / artifacts.BEST_PARAMS)
-    loop = Loop(net, SegmentationLoss(AUX_WEIGHT, IGNORE), trainer, contexts, config.num_classes, config.crop_size)
+    loop = Loop(
+        net,
+        SegmentationLoss(AUX_WEIGHT, IGNORE),
+        trainer,
+        contexts,
+        config.num_classes,
+        config.crop_size,
+        mixed_precision,
+    )
     hooks = JobHooks(
         Reporter(job.current_host, config.epochs), loop, model_dir, options.seed, checkpoints, early_stopping
     )
+    log.info("Training starts at epoch %d of %d", first_epoch, config.epochs)
     try:
         result = fit(
             loop,
@@ -198,6 +211,18 @@ def _finish(config: Config, net: gluon.HybridBlock, model_dir: Path) -> None:
         lambda: build_model(_without_pretrained(config), [mx.cpu()], aux=False), best, model_dir, config.crop_size
     )
     log.info("Artifacts in %s: %s", model_dir, ", ".join(sorted(p.name for p in model_dir.iterdir())))
+
+
+def _mixed_precision(config: Config, contexts: list[mx.Context]) -> bool:
+    """precision_dtype=float16: MXNet AMP (float16 compute, float32 master weights) on GPUs."""
+    if config.precision_dtype != "float16":
+        return False
+    if contexts[0].device_type != "gpu":
+        log.warning("precision_dtype=float16 needs GPUs; training in float32 on the CPU")
+        return False
+    amp.init()  # must precede building the network
+    log.info("Automatic mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
+    return True
 
 
 def _seed_model(job: Job, config: Config) -> SeedModel | None:
