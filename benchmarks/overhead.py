@@ -29,7 +29,13 @@ def fake_weights(home: Path) -> None:
 
 
 def run_job(base: Path, home: Path) -> dict[str, float]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "MXNET_HOME": str(home), "SEMSEG_PROGRESS_EVERY": "1"}
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(base),
+        "MXNET_HOME": str(home),
+        "SEMSEG_PROGRESS_EVERY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "semseg", "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -42,9 +42,9 @@ MAX_DATA_WORKERS = 16  # the managed algorithm's
 class RunOptions:
     """Settings that are not hyperparameters: from the environment, with documented defaults."""
 
+    weights_root: Path  # GluonCV's weight store: $MXNET_HOME/models, else ~/.mxnet/models
     seed: int = 0
     data_workers: int | None = None  # None: 0 on the CPU, else min(16, CPU cores)
-    weights_root: Path = Path("/root/.mxnet/models")  # from_environ resolves $MXNET_HOME or ~/.mxnet
     progress_every: int = 20
 
     @classmethod

@@ -20,7 +20,7 @@ GRACE_SECONDS = 120  # SageMaker sends SIGKILL this long after SIGTERM
 
 
 def start_training(base: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1"}
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "semseg", "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
