@@ -28,7 +28,7 @@ setup: $(STAMP) $(SDK_STAMP)
 ## demo: make a small built-in data set and run a real CPU training job on it through `train`
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(BIN)/python -m semseg.example $(DEMO_DIR) --images 16 --size 48 --epochs 8 >/dev/null
+	$(BIN)/python -m semseg.example $(DEMO_DIR) --images 32 --size 48 --epochs 8 >/dev/null
 	SAGEMAKER_BASE_DIR=$(DEMO_DIR) $(BIN)/train train 2>&1 | tee demo/train.log
 	@echo
 	@echo "Model artifacts in $(DEMO_DIR)/model:"; ls -l $(DEMO_DIR)/model

