@@ -15,21 +15,15 @@ RUN apt-get update \
 COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock
+# Our package as a wheel, kept out of /opt/venv: a code change then leaves the venv layer (and the weight
+# download after it) cached.
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN /opt/venv/bin/pip install --no-deps /src
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src
 
 FROM ${BASE_IMAGE} AS runtime
 ARG FLAVOUR=gpu
 ARG PREFETCH_WEIGHTS=1
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="semseg" \
-      org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}"
 # MXNET_CUDNN_AUTOTUNE_DEFAULT=1: training shapes are fixed (crop_size), so cuDNN's one-off search for the
 # fastest convolution algorithms pays back; MXNET_GPU_MEM_POOL_TYPE=Round: whole-image validation feeds
 # varying shapes, and rounded pool buckets reuse memory instead of growing the pool per shape.
@@ -45,11 +39,23 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libgomp1 libquadmath0 libgfortran5 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /opt/venv /opt/venv
-COPY docker/prefetch_weights.py docker/check_image.py /opt/semseg/
-# Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.
-RUN python3 /opt/semseg/check_image.py
 # ImageNet backbones for use_pretrained_model=True; PREFETCH_WEIGHTS=0 for offline builds.
+COPY docker/prefetch_weights.py /opt/semseg/
 RUN if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/python /opt/semseg/prefetch_weights.py; fi
+COPY --from=builder /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl && rm -rf /tmp/wheels
+# Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.
+COPY docker/check_image.py /opt/semseg/
+RUN /opt/venv/bin/python /opt/semseg/check_image.py
 WORKDIR /opt/semseg
 # exec form: SIGTERM from `docker stop` / StopTrainingJob reaches Python directly
 ENTRYPOINT ["/opt/venv/bin/train"]
+# Last: a build arg that changes (the revision, on every commit) invalidates the cache of every RUN after it.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="semseg" \
+      org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
