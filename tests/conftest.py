@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# One OpenMP thread for MXNet, set before any test imports it and inherited by the jobs tests start in
+# subprocesses: MXNet's CPU gradient of BilinearResize2D (the heads' upsampling) sums in an order that
+# depends on the thread count and timing, so only single-threaded CPU runs repeat to the bit, which the
+# determinism and resume tests compare. The product's own default (semseg.threads) is tested on its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def write_config(base: Path, name: str, content: Any) -> None:

@@ -22,6 +22,7 @@ from semseg.config import Config, defaults
 from semseg.errors import AlgorithmError, ClientError, JobError, Stopped
 from semseg.job import JobPaths, environ_summary, load_job
 from semseg.signals import StopFlag
+from semseg.threads import configure_openmp
 
 log = logging.getLogger("semseg")
 
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"{what}\n{USAGE}", file=sys.stderr)
         return EXIT_CLIENT_ERROR
     setup_logging()
+    if "mxnet" not in sys.modules:  # OpenMP reads its thread count once, when MXNet loads
+        configure_openmp(os.environ)
     paths = JobPaths.from_environ(env)
     with StopFlag().installed() as stop:
         code = guarded(paths, lambda: _train(paths, env, stop))
