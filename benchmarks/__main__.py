@@ -1,34 +1,41 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
-benchmarks/out/. NAME: train_step, input_pipeline, validation, overhead."""
+benchmarks/out/. NAME: input_pipeline, validation, overhead, train_step.
+
+The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
+(semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import os
 import tempfile
 from pathlib import Path
 
-from benchmarks import input_pipeline, overhead, train_step, validation
+from semseg.threads import configure_openmp
+
+NAMES = ("input_pipeline", "validation", "overhead", "train_step")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", default=["input_pipeline", "validation", "overhead", "train_step"])
+    parser.add_argument("names", nargs="*", default=list(NAMES), help=f"any of {', '.join(NAMES)}")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and images (noisier)")
     args = parser.parse_args()
+    unknown = [name for name in args.names if name not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     logging.basicConfig(level=logging.WARNING)
+    configure_openmp(os.environ)
     work = Path(tempfile.mkdtemp(prefix="semseg-bench-"))
     for name in args.names:
-        if name == "input_pipeline":
-            input_pipeline.main(work, args.quick)
-        elif name == "validation":
-            validation.main(args.quick)
-        elif name == "overhead":
-            overhead.main(work, args.quick)
-        elif name == "train_step":
-            train_step.main(args.quick)
+        module = importlib.import_module(f"benchmarks.{name}")
+        if name in ("input_pipeline", "overhead"):
+            module.main(work, args.quick)
         else:
-            parser.error(f"unknown benchmark {name!r}")
+            module.main(args.quick)
 
 
 if __name__ == "__main__":
