@@ -37,8 +37,17 @@ def variant_env(variant: str) -> dict[str, str]:
 class Worker:
     """A process that trains one variant; each `timed_pass()` returns its images/s."""
 
-    def __init__(self, variant: str, algorithm: str, crop: int, batch: int, iterations: int) -> None:
-        args = [variant, algorithm, str(crop), str(batch), str(iterations)]
+    def __init__(
+        self,
+        variant: str,
+        algorithm: str,
+        crop: int,
+        batch: int,
+        iterations: int,
+        device: str = "cpu",
+        precision: str = "float32",
+    ) -> None:
+        args = [variant, algorithm, str(crop), str(batch), str(iterations), device, precision]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.train_step_worker", *args],
             env=variant_env(variant),
