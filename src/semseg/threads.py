@@ -2,7 +2,7 @@
 
 Without OMP_NUM_THREADS, MXNet 1.x on x86 uses half of the CPUs it sees (src/engine/openmp.cc assumes
 every core runs two hyperthreads). Where cores have one thread (many cloud VMs and containers) that leaves
-half of the machine idle: training on 2 such cores ran at the speed of one. So, unless the user set
+half of the machine idle: training on 2 such cores used only one of them. So, unless the user set
 OMP_NUM_THREADS, it is set to the physical cores this process may use: its CPU affinity, one per core
 (hyperthread siblings counted once), at most the container's CPU quota. On hyperthreaded hosts this is
 the number MXNet would have chosen.
