@@ -1,25 +1,21 @@
-# SageMaker-compatible semantic segmentation training image.
+# SageMaker-compatible semantic segmentation training image (MXNet 1.9.1, GluonCV 0.10.5).
 #   GPU (default):  docker build -t semseg:gpu .
-#   CPU:            docker build -t semseg:cpu --build-arg BASE_IMAGE=debian:bookworm-slim --build-arg FLAVOUR=cpu .
-# Image facts live in these build args: the base (CUDA 11.7 + cuDNN 8 runtime, which also ships NCCL) must
-# match the MXNet wheel in docker/requirements-<FLAVOUR>.lock (mxnet-cu117==1.9.1 for gpu, mxnet==1.9.1 for cpu).
-ARG BASE_IMAGE=nvidia/cuda:11.7.1-cudnn8-runtime-ubuntu22.04
+#   CPU:            docker build -t semseg:cpu --build-arg FLAVOUR=cpu .
+# Both flavours: Debian bookworm, Python 3.11, one virtual environment from a hashed lock
+# (docker/requirements-<FLAVOUR>.lock). The GPU lock pins mxnet-cu117==1.9.1 and the CUDA 11.7 runtime
+# libraries it needs as NVIDIA's wheels (cuBLAS, cuDNN 8.5, NCCL 2.14, ...), so no CUDA base image is needed;
+# the driver (libcuda.so.1, nvidia-smi) comes from the host's NVIDIA runtime on SageMaker GPU instances and
+# with `docker run --gpus all`. MXNet 1.9.1's GPU code covers compute capability 5.0-8.6: see the README.
+ARG BASE_IMAGE=debian:bookworm-slim
 
-FROM ${BASE_IMAGE} AS builder
-ARG FLAVOUR=gpu
+FROM ${BASE_IMAGE} AS wheel
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# gcc + python3-dev: sagemaker-training is a source package with a C extension
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
-COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock
-# Our package as a wheel, kept out of /opt/venv: a code change then leaves the venv layer (and the weight
-# download after it) cached.
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src
+RUN python3 -m venv /tmp/build && /tmp/build/bin/pip wheel --no-deps --wheel-dir /wheels /src
 
 FROM ${BASE_IMAGE} AS runtime
 ARG FLAVOUR=gpu
@@ -28,6 +24,8 @@ ARG PREFETCH_WEIGHTS=1
 # fastest convolution algorithms pays back; MXNET_GPU_MEM_POOL_TYPE=Round: whole-image validation feeds
 # varying shapes, and rounded pool buckets reuse memory instead of growing the pool per shape.
 ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -36,13 +34,24 @@ ENV DEBIAN_FRONTEND=noninteractive \
     MXNET_GPU_MEM_POOL_TYPE=Round
 # libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 libgomp1 libquadmath0 libgfortran5 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 libquadmath0 libgfortran5 \
+    ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /opt/venv /opt/venv
+COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock \
+ && rm /tmp/requirements.lock
+# GPU: the CUDA wheels' lib folders on the loader's path, so libmxnet.so finds libcudart, cuDNN, NCCL, ...
+# (ld.so.conf.d survives the NVIDIA runtime's own ldconfig run, which adds the driver's libraries).
+RUN if [ "$FLAVOUR" = gpu ]; then \
+      ls -d /opt/venv/lib/python3*/site-packages/nvidia/*/lib > /etc/ld.so.conf.d/semseg-cuda-wheels.conf \
+      && ldconfig; \
+    fi
 # ImageNet backbones for use_pretrained_model=True; PREFETCH_WEIGHTS=0 for offline builds.
 COPY docker/prefetch_weights.py /opt/semseg/
 RUN if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/python /opt/semseg/prefetch_weights.py; fi
-COPY --from=builder /wheels /tmp/wheels
+# Our package last, from the wheel stage: a code change leaves the venv and weight layers cached.
+COPY --from=wheel /wheels /tmp/wheels
 RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl && rm -rf /tmp/wheels
 # Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.
 COPY docker/check_image.py /opt/semseg/
@@ -58,4 +67,5 @@ LABEL org.opencontainers.image.title="semseg" \
       org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}"
+      org.opencontainers.image.source="${SOURCE}" \
+      com.semseg.flavour="${FLAVOUR}"

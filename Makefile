@@ -40,12 +40,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/functional $(PYTEST_ARGS)
 	$(MAKE) test-container
 
+## test-fast: unit and functional tests without the slow ones (no Docker)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/functional $(PYTEST_ARGS)
 
 test-container: $(SDK_STAMP)
-	IMAGE=$$(bash docker/build-cpu.sh | tail -n 1) && \
-	SEMSEG_IMAGE=$$IMAGE $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
+	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
+	GPU_IMAGE=$$(bash docker/build.sh gpu | tail -n 1) && \
+	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE \
+	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -61,12 +64,11 @@ bench: $(STAMP)
 
 ## image-cpu: Docker engine, local base image and the CPU image, on a fresh machine; prints the tag last
 image-cpu:
-	@bash docker/build-cpu.sh
+	@bash docker/build.sh cpu
 
-## image-gpu: the GPU image (needs a registry that serves the CUDA base image)
+## image-gpu: the same for the GPU image (CUDA libraries from NVIDIA's wheels); prints the tag last
 image-gpu:
-	docker build -t semseg:gpu-$$(git rev-parse --short HEAD) \
-	  --build-arg REVISION=$$(git rev-parse HEAD) .
+	@bash docker/build.sh gpu
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) demo .pytest_cache .mypy_cache .ruff_cache

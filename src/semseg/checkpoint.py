@@ -12,7 +12,6 @@ data order and augmentation depend only on the seed and the epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -24,7 +23,9 @@ from typing import Any
 import mxnet as mx
 from mxnet import gluon
 
-from semseg.engine import EarlyStopping
+from semseg.early_stopping import EarlyStopping
+from semseg.files import copy_file
+from semseg.model import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,12 @@ class CheckpointStore:
         net.save_parameters(str(tmp / "model.params"))
         trainer.save_states(str(tmp / "trainer.states"))
         if is_best:
-            best_tmp = self.folder / f".{BEST}.tmp"
-            shutil.copyfile(tmp / "model.params", best_tmp)
-            os.replace(best_tmp, self.folder / BEST)
+            copy_file(tmp / "model.params", self.folder / BEST)
         meta = {
             "format": FORMAT,
             "epoch": epoch,
             "fingerprint": self.fingerprint,
-            "early_stopping": dataclasses.asdict(early_stopping),
+            "early_stopping": early_stopping.to_dict(),
             "sizes": {name: (tmp / name).stat().st_size for name in _FILES},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -85,13 +84,13 @@ class CheckpointStore:
             except (OSError, ValueError, KeyError, TypeError, mx.MXNetError) as exc:
                 log.warning("Skipping checkpoint %s: %s", candidate, str(exc).splitlines()[0] if str(exc) else exc)
                 continue
-            net.load_parameters(str(candidate / "model.params"), ctx=_contexts(net))
+            load_weights(net, candidate / "model.params", _contexts(net), f"checkpoint {candidate}")
             trainer.load_states(str(candidate / "trainer.states"))
             best = self.folder / BEST
             log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
             return Resume(
                 next_epoch=int(meta["epoch"]) + 1,
-                early_stopping=EarlyStopping(**meta["early_stopping"]),
+                early_stopping=EarlyStopping.from_dict(meta["early_stopping"]),
                 best_params=best if best.is_file() else None,
             )
         return None

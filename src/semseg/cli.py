@@ -20,6 +20,7 @@ from typing import TextIO
 from semseg import __version__
 from semseg.config import Config, defaults
 from semseg.errors import AlgorithmError, ClientError, JobError, Stopped
+from semseg.files import write_text
 from semseg.job import JobPaths, environ_summary, load_job
 from semseg.signals import StopFlag
 from semseg.threads import configure_openmp
@@ -31,6 +32,11 @@ EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
 EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
 USAGE = "usage: train [train]\n  Runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml)."
+NO_DRIVER = (
+    "This is the GPU image: its MXNet needs the NVIDIA driver (libcuda.so.1), and there is none. Run it on a GPU "
+    "instance (ml.p3, ml.g4dn, ml.g5, ml.p4d, ml.g6, ml.g6e) or with `docker run --gpus all` on a host with "
+    "NVIDIA GPUs, or use the CPU image."
+)
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(thread)d] %(message)s"
 LOG_DATEFMT = "%m/%d/%Y %H:%M:%S"
 
@@ -116,8 +122,12 @@ def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
     config = Config.from_hyperparameters(job.hyperparameters)
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
-    from semseg.training import train  # imported late: MXNet and GluonCV take seconds to load
-
+    try:
+        from semseg.training import train  # imported late: MXNet and GluonCV take seconds to load
+    except OSError as exc:
+        if "libcuda.so" not in str(exc):
+            raise
+        raise ClientError(NO_DRIVER) from None
     train(job, config, environ, stop)
 
 
@@ -127,10 +137,7 @@ def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) ->
         text += "\n\n" + traceback.format_exc()
     log.error("%s", text)
     try:
-        paths.output_dir.mkdir(parents=True, exist_ok=True)
-        tmp = paths.failure_file.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
-        os.replace(tmp, paths.failure_file)
+        write_text(paths.failure_file, text)
     except OSError as write_error:
         log.error("Could not write the failure file %s: %s", paths.failure_file, write_error)
     return code

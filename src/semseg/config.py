@@ -29,8 +29,9 @@ PRECISIONS = ("float32", "float16")
 IGNORED_KEYS = ("_tuning_objective_metric",)
 IGNORED_PREFIXES = ("sagemaker_",)
 
-# The network's output stride: crops are rounded up to a multiple of it, as the managed algorithm does.
-CROP_MULTIPLE = 8
+# The dilated ResNet's output stride: feature maps are 1/8 of the input. Crops are rounded up to a multiple
+# of it, as the managed algorithm does; images must be at least this large.
+OUTPUT_STRIDE = 8
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,9 @@ class Config:
                 "Fix them in the training job's HyperParameters and start the job again."
             )
         crop = values.get("crop_size", cls.crop_size)
-        rounded = -(-crop // CROP_MULTIPLE) * CROP_MULTIPLE
+        rounded = -(-crop // OUTPUT_STRIDE) * OUTPUT_STRIDE
         if rounded != crop:
-            log.warning("crop_size=%d is rounded up to %d, a multiple of %d", crop, rounded, CROP_MULTIPLE)
+            log.warning("crop_size=%d is rounded up to %d, a multiple of %d", crop, rounded, OUTPUT_STRIDE)
             values["crop_size"] = rounded
         return cls(**values)
 
@@ -134,8 +135,14 @@ class Config:
         return out
 
     @property
-    def ignore_label(self) -> int:
-        return 255
+    def whole_image_validation(self) -> bool:
+        """validation_mini_batch_size=1: score each whole, uncropped validation image."""
+        return self.validation_mini_batch_size == 1
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        """Optimizer updates per epoch, for the learning-rate schedule: the last partial batch is dropped."""
+        return self.num_training_samples // self.mini_batch_size
 
 
 def defaults() -> dict[str, str]:
@@ -186,6 +193,13 @@ def _unknown_key(key: str) -> str:
 
 def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
+    samples = values.get("num_training_samples")
+    batch = values.get("mini_batch_size", Config.mini_batch_size)
+    if samples is not None and samples < batch:
+        problems.append(
+            f"num_training_samples={samples} is smaller than mini_batch_size={batch}, so an epoch would have no "
+            "iterations; set num_training_samples to the number of training images"
+        )
     scheduler = values.get("lr_scheduler", Config.lr_scheduler)
     steps: tuple[int, ...] = values.get("lr_scheduler_step", ())
     epochs = values.get("epochs", Config.epochs)

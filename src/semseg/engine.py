@@ -15,13 +15,18 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
+from semseg.data.labels import IGNORE
+from semseg.early_stopping import EarlyStopping
 from semseg.errors import AlgorithmError
-from semseg.metrics import IGNORE, ConfusionMatrix
+from semseg.metrics import ConfusionMatrix
 from semseg.model import set_output_size
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+# Mean per-pixel loss (nats, main + aux) above which training has diverged: a working network starts near
+# 1.5 x ln(num_classes) (< 9) and falls; this is a true-class probability of e^-1000 on average.
+DIVERGED_LOSS = 1000.0
 
 
 def normalize(batch: mx.nd.NDArray) -> mx.nd.NDArray:
@@ -30,10 +35,13 @@ def normalize(batch: mx.nd.NDArray) -> mx.nd.NDArray:
 
 
 class Diverged(AlgorithmError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN, infinite, or larger than DIVERGED_LOSS."""
 
     def __init__(self, epoch: int, iteration: int) -> None:
-        super().__init__(f"The train loss became NaN or infinite at epoch {epoch}, iteration {iteration}.")
+        super().__init__(
+            f"The train loss diverged (NaN, infinite or above {DIVERGED_LOSS:g} per pixel) at epoch {epoch}, "
+            f"iteration {iteration}."
+        )
         self.epoch = epoch
         self.iteration = iteration
 
@@ -55,31 +63,6 @@ class EpochResult:
     throughput: float
     pixel_accuracy: float
     miou: float
-
-
-@dataclass
-class EarlyStopping:
-    """Tracks the best mIOU; `stop` says when patience has run out (never before `min_epochs`)."""
-
-    enabled: bool
-    min_epochs: int
-    patience: int
-    tolerance: float
-    best: float = float("-inf")
-    best_epoch: int = -1
-    epochs_without_improvement: int = 0
-
-    def update(self, epoch: int, miou: float) -> bool:
-        """Record an epoch's mIOU; return True when it is the best so far."""
-        significant = self.best < 0 or miou > self.best * (1.0 + self.tolerance)
-        self.epochs_without_improvement = 0 if significant else self.epochs_without_improvement + 1
-        if miou > self.best:
-            self.best, self.best_epoch = miou, epoch
-            return True
-        return False
-
-    def stop(self, epoch: int) -> bool:
-        return self.enabled and epoch + 1 >= self.min_epochs and self.epochs_without_improvement >= self.patience
 
 
 @dataclass(frozen=True)
@@ -137,20 +120,12 @@ class Loop:
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
                 return None
-            xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
-            ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
-            with autograd.record():
-                losses = [self.loss(*self.net(normalize(x)), y.astype("float32")) for x, y in zip(xs, ys)]
-                if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
-                    with amp.scale_loss(losses, self.trainer) as scaled:
-                        autograd.backward(scaled)
-            if not self.mixed_precision:
-                autograd.backward(losses)
-            self.trainer.step(images.shape[0])
+            losses = self._step(images, masks)
             for i, loss in enumerate(losses):
                 batch_loss = loss.sum()
                 totals[i] += batch_loss
-                bad = mx.nd.logical_and(first_bad[i] < 0, mx.nd.contrib.isfinite(batch_loss) == 0)
+                exploded = mx.nd.logical_or(mx.nd.contrib.isfinite(batch_loss) == 0, loss.max() > DIVERGED_LOSS)
+                bad = mx.nd.logical_and(first_bad[i] < 0, exploded)
                 first_bad[i] = mx.nd.where(bad, mx.nd.full((1,), iteration, ctx=batch_loss.context), first_bad[i])
             samples += images.shape[0]
             if iteration % progress_every == 0:
@@ -163,6 +138,30 @@ class Loop:
         loss_sum = sum(total.asscalar() for total in totals)
         elapsed = time.perf_counter() - start
         return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    def _step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
+        """One optimizer update on a batch split over the devices; the per-sample losses of each device.
+
+        Every device's objective is scaled by the batch's count of non-ignored pixels (see loss.py), so
+        the summed gradient is that of the whole batch, however it was split.
+        """
+        valid = mx.nd.sum(masks.astype("float32") != IGNORE)
+        scale = 1.0 / mx.nd.maximum(valid, 1.0).reshape((1,))
+        xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
+        ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+        with autograd.record():
+            outputs = [
+                self.loss(*self.net(normalize(x)), y.astype("float32"), scale.as_in_context(x.context))
+                for x, y in zip(xs, ys)
+            ]
+            objectives = [objective for objective, _ in outputs]
+            if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
+                with amp.scale_loss(objectives, self.trainer) as scaled:
+                    autograd.backward(scaled)
+        if not self.mixed_precision:
+            autograd.backward(objectives)
+        self.trainer.step(images.shape[0])
+        return [per_sample for _, per_sample in outputs]
 
     @staticmethod
     def _check_finite(first_bad: list[mx.nd.NDArray], epoch: int) -> None:

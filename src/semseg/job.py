@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from semseg.errors import ClientError
@@ -55,10 +53,6 @@ class JobPaths:
         return self.base_dir / "output"
 
     @property
-    def output_data_dir(self) -> Path:
-        return self.output_dir / "data"
-
-    @property
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
@@ -78,7 +72,6 @@ class Job:
     hyperparameters: dict[str, Any]
     input_data_config: dict[str, dict[str, Any]]
     current_host: str = DEFAULT_HOST
-    hosts: tuple[str, ...] = (DEFAULT_HOST,)
     checkpoint_dir: Path | None = None
     channels: dict[str, Path] = field(default_factory=dict)
 
@@ -93,28 +86,10 @@ class Job:
         return path
 
 
-def toolkit() -> tuple[ModuleType, ModuleType]:
-    """sagemaker-training's `environment` and `files` modules, imported without their side effects.
-
-    At import time that module resolves its paths and, when neither /opt/ml nor SAGEMAKER_BASE_DIR
-    exists, sets SAGEMAKER_BASE_DIR and creates a job folder under ~/sagemaker_local. We only call its
-    path-free functions, so a base folder is named for the import and the environment restored after.
-    """
-    had_base_dir = BASE_DIR_ENV in os.environ
-    os.environ.setdefault(BASE_DIR_ENV, DEFAULT_BASE_DIR)
-    try:
-        from sagemaker_training import environment, files
-    finally:
-        if not had_base_dir:
-            os.environ.pop(BASE_DIR_ENV, None)
-    return environment, files
-
-
 def read_json_file(path: Path, what: str) -> Any:
     """Parse one of the platform's JSON files; a missing or broken file is a ClientError."""
-    _, files = toolkit()
     try:
-        return files.read_json(str(path))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClientError(f"{what} {path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -137,7 +112,7 @@ def load_job(paths: JobPaths) -> Job:
         log.warning("%s is missing: using the channel folders under %s", idc_file, paths.data_dir)
         input_data_config = {}
 
-    current_host, hosts = _read_resource_config(paths.config_dir / "resourceconfig.json")
+    current_host = _read_resource_config(paths.config_dir / "resourceconfig.json")
     checkpoint_dir = _read_checkpoint_config(paths)
     channels = _find_channels(paths, input_data_config)
     return Job(
@@ -145,7 +120,6 @@ def load_job(paths: JobPaths) -> Job:
         hyperparameters=hyperparameters,
         input_data_config=input_data_config,
         current_host=current_host,
-        hosts=hosts,
         checkpoint_dir=checkpoint_dir,
         channels=channels,
     )
@@ -157,10 +131,11 @@ def _object(value: Any, path: Path) -> dict[str, Any]:
     return value
 
 
-def _read_resource_config(path: Path) -> tuple[str, tuple[str, ...]]:
+def _read_resource_config(path: Path) -> str:
+    """The current host's name; more than one host is refused."""
     if not path.exists():
         log.warning("%s is missing: assuming a single host named %s", path, DEFAULT_HOST)
-        return DEFAULT_HOST, (DEFAULT_HOST,)
+        return DEFAULT_HOST
     config = _object(read_json_file(path, "resource config"), path)
     current = config.get("current_host")
     hosts = config.get("hosts") or [current]
@@ -171,7 +146,7 @@ def _read_resource_config(path: Path) -> tuple[str, tuple[str, ...]]:
             f"This algorithm trains on a single instance, but {path} lists {len(hosts)} hosts "
             f"({', '.join(map(str, hosts))}). Set the instance count to 1; all GPUs of the instance are used."
         )
-    return current, tuple(str(h) for h in hosts)
+    return current
 
 
 def _read_checkpoint_config(paths: JobPaths) -> Path | None:

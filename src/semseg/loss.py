@@ -1,9 +1,15 @@
-"""Pixel-wise softmax cross-entropy with an auxiliary head, hybridizable.
+"""Pixel-wise softmax cross-entropy with an auxiliary head, hybridizable, exact on any number of devices.
 
-The same mathematics as GluonCV's MixSoftmaxCrossEntropyLoss (which cannot be hybridized in
-GluonCV 0.10: it reads `pred.dtype`): SoftmaxOutput supplies the gradient, normalised by the number of
-non-ignored pixels; the reported value is the mean per-pixel negative log-likelihood of each sample
-(ignored pixels count as 0), main head + aux_weight x aux head.
+Per pixel: the negative log-likelihood of its class (pixels labelled `ignore_label` count as 0).
+Two outputs per device:
+- `objective`, what is differentiated: the sum over the device's pixels of main + aux_weight x aux,
+  divided by the number of non-ignored pixels of the whole batch (`scale` = 1 / that count, the same on
+  every device). Summed over devices this is one loss over the whole batch, so a batch split 2 + 1 over
+  two devices gets exactly the gradient of the unsplit batch. The main head's gradient equals that of
+  GluonCV's MixSoftmaxCrossEntropyLoss on one device (SoftmaxOutput, normalization "valid"); unlike it,
+  the aux head's weight applies to the gradient (SoftmaxOutput ignores the weight of its output) and no
+  device's gradient depends on how many pixels the other devices got.
+- `per_sample`, what is reported: the mean per-pixel loss of each sample (main + aux_weight x aux), (N,).
 """
 
 from __future__ import annotations
@@ -19,14 +25,13 @@ class SegmentationLoss(HybridBlock):
         self.aux_weight = aux_weight
         self.ignore_label = ignore_label
 
-    def _head(self, F: Any, pred: Any, label: Any) -> Any:
-        probabilities = F.SoftmaxOutput(
-            pred, label, ignore_label=self.ignore_label, multi_output=True, use_ignore=True, normalization="valid"
-        )
-        loss = -F.pick(F.log(probabilities), label, axis=1, keepdims=True)
-        loss = F.where(F.expand_dims(label, axis=1) == self.ignore_label, F.zeros_like(loss), loss)
-        return F.mean(loss, axis=0, exclude=True)
+    def _nll(self, F: Any, pred: Any, label: Any) -> Any:
+        """(N, H, W) negative log-likelihood, 0 where the label is ignored."""
+        nll = -F.pick(F.log_softmax(pred, axis=1), label, axis=1)
+        return F.where(label == self.ignore_label, F.zeros_like(nll), nll)
 
-    def hybrid_forward(self, F: Any, pred: Any, aux: Any, label: Any) -> Any:
-        """`label`: float32 class ids (N, H, W); returns the loss per sample (N,)."""
-        return self._head(F, pred, label) + self.aux_weight * self._head(F, aux, label)
+    def hybrid_forward(self, F: Any, pred: Any, aux: Any, label: Any, scale: Any) -> tuple[Any, Any]:
+        """`label`: float32 class ids (N, H, W); `scale`: (1,) 1 / non-ignored pixels of the whole batch."""
+        pixels = self._nll(F, pred, label) + self.aux_weight * self._nll(F, aux, label)
+        objective = F.broadcast_mul(F.sum(pixels).reshape((1,)), scale)
+        return objective, F.mean(pixels, axis=0, exclude=True)

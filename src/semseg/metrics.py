@@ -1,6 +1,7 @@
 """Pixel accuracy and mIOU from a confusion matrix accumulated over the whole validation set.
 
-Semantics follow GluonCV's SegmentationMetric: pixels labelled 255 are ignored; IoU of a class is
+Semantics follow GluonCV's SegmentationMetric: pixels labelled 255 (data.labels.IGNORE) are not counted
+(the engine leaves them out when it accumulates); IoU of a class is
 intersection / union; mIOU is the mean over all `num_classes` classes (a class absent from both labels
 and predictions counts as 0, as in GluonCV).
 """
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = 255
-
 
 class ConfusionMatrix:
     """Rows: true class; columns: predicted class."""
@@ -18,15 +17,6 @@ class ConfusionMatrix:
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-
-    def update(self, labels: np.ndarray, predictions: np.ndarray) -> None:
-        """Add a batch: `labels` class ids (255 = ignore) and `predictions`, any equal shapes."""
-        labels = labels.reshape(-1).astype(np.int64)
-        predictions = predictions.reshape(-1).astype(np.int64)
-        valid = labels != IGNORE
-        index = labels[valid] * self.num_classes + predictions[valid]
-        counts = np.bincount(index, minlength=self.num_classes**2)
-        self.matrix += counts.reshape(self.num_classes, self.num_classes)
 
     def add_counts(self, counts: np.ndarray) -> None:
         """Add a flat histogram of `label * num_classes + prediction` (as accumulated on a device)."""

@@ -1,15 +1,20 @@
-"""Build GluonCV's FCN / PSPNet / DeepLabV3, load ImageNet backbone weights from the local store.
+"""Build GluonCV's FCN / PSPNet / DeepLabV3; load ImageNet backbone weights and model folders.
 
 Pretrained weights are never downloaded: they are looked up in `$MXNET_HOME/models` (GluonCV's own
 store; the image fills it at build time) under GluonCV's file name `resnet50_v1s-<hash>.params`.
+A model folder (a job's /opt/ml/model, ours or the managed algorithm's) is `hyperparams.json` plus
+`model_best.params`, else `model_algo-1`: `read_model_folder` + `load_model` turn it into a ready network
+(incremental training, and the inference server).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mxnet as mx
@@ -17,8 +22,9 @@ from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet
 from gluoncv.model_zoo.model_store import short_hash
 from mxnet.gluon import HybridBlock
 
-from semseg.config import Config
+from semseg.config import OUTPUT_STRIDE, Config
 from semseg.errors import ClientError
+from semseg.files import HYPERPARAMS, WEIGHT_FILES
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ def build_model(
     `weights_root` is GluonCV's store (`$MXNET_HOME/models`); it is only read when
     `config.use_pretrained_model` is set.
     """
-    norm_layer, norm_kwargs = _norm(config, len(contexts))
+    norm_layer, norm_kwargs = _norm(config, contexts)
     with contextlib.redirect_stdout(io.StringIO()):  # PSPNet's constructor prints its crop size
         net = MODEL_CLASSES[config.algorithm](
             config.num_classes,
@@ -60,10 +66,15 @@ def build_model(
     return net
 
 
-def _norm(config: Config, devices: int) -> tuple[type, dict[str, int] | None]:
-    if config.syncbn and devices > 1:
-        return mx.gluon.contrib.nn.SyncBatchNorm, {"num_devices": devices}
-    return mx.gluon.nn.BatchNorm, None
+def _norm(config: Config, contexts: Sequence[mx.Context]) -> tuple[type, dict[str, int] | None]:
+    if not config.syncbn or len(contexts) < 2:
+        return mx.gluon.nn.BatchNorm, None
+    if contexts[0].device_type != "gpu":
+        # MXNet 1.9.1's SyncBatchNorm deadlocks on several CPU contexts (one device's op waits for a peer
+        # whose worker never starts it): CPU contexts, a test and benchmark setting, keep per-device statistics.
+        log.warning("syncbn=True: SyncBatchNorm runs on GPUs only; %d CPU contexts use BatchNorm", len(contexts))
+        return mx.gluon.nn.BatchNorm, None
+    return mx.gluon.contrib.nn.SyncBatchNorm, {"num_devices": len(contexts)}
 
 
 def backbone_weights_file(backbone: str, root: Path) -> Path:
@@ -104,12 +115,65 @@ def load_backbone(net: HybridBlock, path: Path, contexts: Sequence[mx.Context]) 
     log.info("Loaded ImageNet backbone weights from %s (%d tensors)", path, len(wanted))
 
 
-def load_weights(net: HybridBlock, path: Path, contexts: Sequence[mx.Context], what: str) -> None:
-    """Load a whole network's parameters (a previous job's model); ClientError if they do not fit."""
+def load_weights(
+    net: HybridBlock, path: Path, contexts: Sequence[mx.Context], what: str, *, ignore_extra: bool = False
+) -> None:
+    """Load a whole network's parameters (a model or a checkpoint); ClientError if they do not fit.
+
+    `ignore_extra`: the file may hold more (the aux head's weights, when `net` has none).
+    """
     try:
-        net.load_parameters(str(path), ctx=list(contexts))
+        net.load_parameters(str(path), ctx=list(contexts), ignore_extra=ignore_extra)
     except (mx.MXNetError, AssertionError, ValueError) as exc:
         raise ClientError(f"The weights of {what} ({path}) do not fit this network: {_first_line(exc)}") from None
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A trained model on disk: its configuration and the weights to load."""
+
+    path: Path
+    config: Config
+    weights: Path
+
+
+def read_model_folder(folder: Path, what: str) -> ModelFolder:
+    """hyperparams.json and the preferred weights of a model folder; ClientError naming the missing file.
+
+    `what` names the folder for messages, e.g. "channel 'model'".
+    """
+    hp_file = folder / HYPERPARAMS
+    try:
+        content = json.loads(hp_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClientError(f"{hp_file} is missing: {what} must hold a model of this algorithm") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(f"{hp_file} in {what} is not valid JSON ({exc})") from None
+    if not isinstance(content, dict):
+        raise ClientError(f"{hp_file} in {what} must be a JSON object")
+    try:
+        config = Config.from_hyperparameters({str(k): str(v) for k, v in content.items()})
+    except ClientError as exc:
+        raise ClientError(f"{hp_file} in {what} is not a valid configuration: {exc}") from None
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return ModelFolder(folder, config, folder / name)
+    raise ClientError(f"{what} has neither {' nor '.join(WEIGHT_FILES)} next to {hp_file}")
+
+
+def load_model(
+    model: ModelFolder, contexts: Sequence[mx.Context], *, config: Config | None = None, aux: bool = False
+) -> HybridBlock:
+    """The network of a model folder with its weights, on `contexts`.
+
+    `config` builds it with this job's settings instead (syncbn, pretrained flag); the caller has checked
+    that it agrees with the folder's on the network's shape. Without the aux head, its weights are skipped.
+    """
+    plain = replace(config or model.config, use_pretrained_model=False)
+    net = build_model(plain, contexts, aux=aux)
+    load_weights(net, model.weights, contexts, f"the model in {model.path}", ignore_extra=not aux)
+    log.info("Loaded %s", model.weights)
+    return net
 
 
 def materialize(net: HybridBlock, contexts: Sequence[mx.Context], crop_size: int) -> None:
@@ -128,9 +192,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def feature_size(side: int) -> int:
-    """Side of the stride-8 feature map of the dilated ResNet for an input side (three ceil halvings)."""
-    for _ in range(3):
-        side = -(-side // 2)
+    """Side of the dilated ResNet's feature map for an input side (a ceil halving per factor 2 of the stride)."""
+    stride = 1
+    while stride < OUTPUT_STRIDE:
+        side, stride = -(-side // 2), stride * 2
     return side
 
 

@@ -1,7 +1,7 @@
 """Optimizer and per-iteration learning-rate schedule from the configuration.
 
 The schedule counts optimizer updates (iterations), not epochs: iterations per epoch come from
-num_training_samples // mini_batch_size (the last partial batch is dropped), as in the managed algorithm.
+Config.iterations_per_epoch (the last partial batch is dropped), as in the managed algorithm.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from semseg.config import Config
 POLY_POWER = 0.9  # GluonCV's segmentation scripts
 
 
-def iterations_per_epoch(config: Config) -> int:
-    return config.num_training_samples // config.mini_batch_size
-
-
-def lr_scheduler(config: Config, iters_per_epoch: int) -> mx.lr_scheduler.LRScheduler:
+def lr_scheduler(config: Config) -> mx.lr_scheduler.LRScheduler:
+    iters_per_epoch = config.iterations_per_epoch
     total = max(1, iters_per_epoch * config.epochs)
     if config.lr_scheduler == "poly":
         return mx.lr_scheduler.PolyScheduler(max_update=total, base_lr=config.learning_rate, pwr=POLY_POWER)
@@ -31,12 +28,12 @@ def lr_scheduler(config: Config, iters_per_epoch: int) -> mx.lr_scheduler.LRSche
     )
 
 
-def optimizer_params(config: Config, iters_per_epoch: int) -> dict[str, Any]:
+def optimizer_params(config: Config) -> dict[str, Any]:
     """Keyword arguments for `gluon.Trainer(..., optimizer=config.optimizer, optimizer_params=...)`."""
     params: dict[str, Any] = {
         "learning_rate": config.learning_rate,
         "wd": config.weight_decay,
-        "lr_scheduler": lr_scheduler(config, iters_per_epoch),
+        "lr_scheduler": lr_scheduler(config),
     }
     if config.optimizer in ("sgd", "nag"):
         params["momentum"] = config.momentum

@@ -8,33 +8,27 @@ the settings that shape the network.
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import shutil
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from semseg.config import Config
 from semseg.errors import ClientError
+from semseg.files import HYPERPARAMS
+from semseg.model import ModelFolder, read_model_folder
 
 log = logging.getLogger(__name__)
 
 MAX_UNPACKED_BYTES = 8 * 1024**3
 MAX_MEMBERS = 10_000
 MUST_MATCH = ("backbone", "algorithm", "crop_size", "num_classes")
-WEIGHT_FILES = ("model_best.params", "model_algo-1")
+WHAT = "channel 'model'"
 
 
-@dataclass(frozen=True)
-class SeedModel:
-    weights: Path
-    hyperparameters: dict[str, str]
-
-
-def find_seed_model(channel: Path, work_dir: Path, config: Config) -> SeedModel:
-    """The weights to start from, checked against `config`; archives are unpacked into `work_dir`."""
+def find_seed_model(channel: Path, work_dir: Path, config: Config) -> ModelFolder:
+    """The model to start from, checked against `config`; archives are unpacked into `work_dir`."""
     archives = sorted(p for p in channel.rglob("*") if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar")))
     folder = channel
     if archives:
@@ -43,39 +37,20 @@ def find_seed_model(channel: Path, work_dir: Path, config: Config) -> SeedModel:
         folder = work_dir
         shutil.rmtree(folder, ignore_errors=True)
         safe_extract(archives[0], folder)
-    hp_files = sorted(folder.rglob("hyperparams.json"))
+    hp_files = sorted(folder.rglob(HYPERPARAMS))
     if not hp_files:
         raise ClientError(
-            f"Channel 'model' has no hyperparams.json (looked in {channel}). It must hold the model.tar.gz of a "
+            f"Channel 'model' has no {HYPERPARAMS} (looked in {channel}). It must hold the model.tar.gz of a "
             "previous training job of this algorithm."
         )
-    model_dir = hp_files[0].parent
-    seed_hp = _read_hyperparams(hp_files[0])
-    _check_matches(seed_hp, config, hp_files[0])
-    for name in WEIGHT_FILES:
-        if (model_dir / name).is_file():
-            log.info("Incremental training: starting from %s", model_dir / name)
-            return SeedModel(model_dir / name, seed_hp)
-    raise ClientError(f"Channel 'model' has neither {' nor '.join(WEIGHT_FILES)} next to {hp_files[0]}")
+    seed = read_model_folder(hp_files[0].parent, WHAT)
+    _check_matches(seed, config)
+    log.info("Incremental training: starting from %s", seed.weights)
+    return seed
 
 
-def _read_hyperparams(path: Path) -> dict[str, str]:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClientError(f"{path} in channel 'model' is not valid JSON ({exc})") from None
-    if not isinstance(content, dict):
-        raise ClientError(f"{path} in channel 'model' must be a JSON object")
-    return {str(k): str(v) for k, v in content.items()}
-
-
-def _check_matches(seed: dict[str, str], config: Config, path: Path) -> None:
-    ours = config.to_hyperparameters()
-    try:
-        seed_config = Config.from_hyperparameters(seed)
-    except ClientError as exc:
-        raise ClientError(f"{path} in channel 'model' is not a valid configuration: {exc}") from None
-    theirs = seed_config.to_hyperparameters()
+def _check_matches(seed: ModelFolder, config: Config) -> None:
+    ours, theirs = config.to_hyperparameters(), seed.config.to_hyperparameters()
     mismatched = [
         f"{key}={ours[key]} here but {key}={theirs[key]} in the seed model"
         for key in MUST_MATCH

@@ -56,10 +56,16 @@ def cpu_quota(
     return None
 
 
-def recommended_threads() -> int:
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    threads = physical_cores(cpus)
-    quota = cpu_quota()
+def recommended_threads(
+    cpus: Iterable[int] | None = None,
+    sys_cpu: Path = SYS_CPU,
+    cgroup: tuple[Path, Path, Path] = (CGROUP_CPU_MAX, CGROUP_V1_QUOTA, CGROUP_V1_PERIOD),
+) -> int:
+    """Physical cores among `cpus` (default: this process's affinity), at most the cgroup's CPU quota."""
+    if cpus is None:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    threads = physical_cores(cpus, sys_cpu)
+    quota = cpu_quota(*cgroup)
     return min(threads, quota) if quota else threads
 
 

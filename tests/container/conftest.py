@@ -1,5 +1,6 @@
-"""The real image, a real Docker engine. The image comes from $SEMSEG_IMAGE (make test-container builds it
-with docker/build-cpu.sh); without it, the fixture builds it the same way."""
+"""The real images, a real Docker engine. The CPU image comes from $SEMSEG_IMAGE and the GPU image from
+$SEMSEG_GPU_IMAGE (make test-container builds both with docker/build.sh); without them, the fixtures build
+them the same way."""
 
 from __future__ import annotations
 
@@ -19,17 +20,26 @@ def docker(*args: str, timeout: int = 600, check: bool = True) -> subprocess.Com
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
-@pytest.fixture(scope="session")
-def image() -> str:
-    tag = os.environ.get("SEMSEG_IMAGE")
+def built_image(variable: str, flavour: str) -> str:
+    tag = os.environ.get(variable)
     if not tag:
         build = subprocess.run(
-            ["bash", str(ROOT / "docker" / "build-cpu.sh")], capture_output=True, text=True, timeout=3000
+            ["bash", str(ROOT / "docker" / "build.sh"), flavour], capture_output=True, text=True, timeout=3000
         )
         assert build.returncode == 0, build.stderr[-4000:]
         tag = build.stdout.strip().splitlines()[-1]
     docker("image", "inspect", tag)
     return tag
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    return built_image("SEMSEG_IMAGE", "cpu")
+
+
+@pytest.fixture(scope="session")
+def gpu_image() -> str:
+    return built_image("SEMSEG_GPU_IMAGE", "gpu")
 
 
 def make_job(image: str, base: Path, hyperparameters: dict[str, Any] | None = None, images: int = 4) -> Path:
@@ -62,5 +72,7 @@ def make_job(image: str, base: Path, hyperparameters: dict[str, Any] | None = No
     return base
 
 
-def run_job(image: str, base: Path, args: Sequence[str] = ("train",)) -> subprocess.CompletedProcess[str]:
-    return docker("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", image, *args, check=False)
+def run_job(
+    image: str, base: Path, args: Sequence[str] = ("train",), docker_args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    return docker("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", *docker_args, image, *args, check=False)

@@ -11,6 +11,8 @@ import pytest
 
 from tests.container.conftest import docker, make_job, run_job
 
+pytestmark = pytest.mark.container
+
 ARTIFACTS = {"hyperparams.json", "model_algo-1", "model_best.params", "model-symbol.json", "model-0000.params"}
 
 

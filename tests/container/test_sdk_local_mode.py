@@ -10,6 +10,8 @@ import pytest
 
 from tests.container.conftest import make_job
 
+pytestmark = pytest.mark.container
+
 sagemaker = pytest.importorskip("sagemaker", reason="run with the SDK environment: make test-container")
 
 

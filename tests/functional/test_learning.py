@@ -6,19 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from semseg.example import LEARNING_HYPERPARAMETERS
-from semseg.metrics import ConfusionMatrix
+from tests.helpers import confusion
+
+pytestmark = pytest.mark.slow
 
 
 def majority_class_miou(base: Path, num_classes: int) -> float:
     masks = [np.asarray(Image.open(p)) for p in sorted((base / "input/data/validation_annotation").glob("*.png"))]
     labels = np.concatenate([m.reshape(-1) for m in masks])
     majority = np.bincount(labels[labels != 255]).argmax()
-    matrix = ConfusionMatrix(num_classes)
-    matrix.update(labels, np.full_like(labels, majority))
-    return matrix.miou
+    return confusion(num_classes, (labels, np.full_like(labels, majority))).miou
 
 
 def test_miou_rises_well_above_chance(train_job) -> None:

@@ -102,7 +102,8 @@ def test_num_training_samples_drives_the_schedule(train_job) -> None:
     assert any("num_training_samples=16 but channel 'train' has 8 usable pairs" in m for m in run.messages)
 
 
-def test_float16_on_the_cpu_falls_back_to_float32(train_job) -> None:
+def test_float16_on_the_cpu_is_a_client_error_before_any_data_work(train_job) -> None:
     run = train_job({"precision_dtype": "float16"}, images=4)
-    assert run.code == 0, run.failure
-    assert "precision_dtype=float16 needs GPUs; training in float32 on the CPU" in run.messages
+    assert run.code == 2
+    assert run.failure.startswith("ClientError: precision_dtype=float16 (mixed precision) needs GPUs")
+    assert not any("image/annotation pairs" in m for m in run.messages)

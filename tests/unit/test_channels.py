@@ -3,12 +3,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from semseg.data.channels import find_pairs
-from semseg.data.dataset import SeededBatchSampler
 from semseg.errors import ClientError
 
 
@@ -72,17 +70,3 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, caplog: pytes
         pairs = find_pairs(tmp_path / "train", tmp_path / "train_annotation")
     assert [p.image.name for p in pairs] == ["good.jpg"]
     assert "1 unreadable, empty or truncated image files" in caplog.text
-
-
-def test_sampler_is_reproducible_and_reshuffles_per_epoch() -> None:
-    sampler = SeededBatchSampler(10, 3, shuffle=True, drop_last=True, seed=7)
-    first = list(sampler)
-    assert len(first) == len(sampler) == 3 and all(len(b) == 3 for b in first)
-    assert list(sampler) == first
-    sampler.set_epoch(1)
-    assert list(sampler) != first
-    keep = SeededBatchSampler(10, 3, shuffle=False, drop_last=False, seed=7)
-    batches = list(keep)
-    assert len(batches) == 4 and [i for b in batches for i, _ in b] == list(range(10))
-    assert len({s for b in batches for _, s in b}) == 10
-    assert np.all(np.diff([i for b in batches for i, _ in b]) == 1)

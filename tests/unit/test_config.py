@@ -71,9 +71,22 @@ BOUNDS = [
 
 @pytest.mark.parametrize(("name", "inside", "expected", "outside"), BOUNDS)
 def test_bounds(name: str, inside: str, expected: object, outside: str) -> None:
-    assert getattr(make(**{name: inside}), name) == expected
+    batch = {"mini_batch_size": "1"} if name == "num_training_samples" else {}  # the rule below
+    assert getattr(make(**{name: inside}, **batch), name) == expected
     message = rejects(f"{name}={outside}", **{name: outside})
     assert "out of range" in message and name in message
+
+
+def test_fewer_training_samples_than_a_batch_is_reported_with_the_other_problems() -> None:
+    message = rejects("num_training_samples=3 is smaller than mini_batch_size=4", num_training_samples="3")
+    assert "an epoch would have no iterations" in message
+    assert make(num_training_samples="4").iterations_per_epoch == 1
+    assert make(num_training_samples="11", mini_batch_size="2").iterations_per_epoch == 5
+
+
+def test_whole_image_validation_is_validation_mini_batch_size_1() -> None:
+    assert make(validation_mini_batch_size="1").whole_image_validation
+    assert not make(validation_mini_batch_size="2").whole_image_validation
 
 
 def test_out_of_range_message_names_the_range() -> None:

@@ -70,11 +70,12 @@ def test_checkpoint_config(job_dir: Path, tmp_path: Path) -> None:
     assert load_job(JobPaths(job_dir)).checkpoint_dir == tmp_path / "ckpt"
 
 
-def test_toolkit_import_leaves_the_environment_alone(job_dir: Path) -> None:
+def test_reading_the_job_leaves_the_process_environment_alone(job_dir: Path) -> None:
     had = os.environ.pop(BASE_DIR_ENV, None)
+    before = dict(os.environ)
     try:
         load_job(JobPaths(job_dir))
-        assert BASE_DIR_ENV not in os.environ
+        assert dict(os.environ) == before
     finally:
         if had is not None:
             os.environ[BASE_DIR_ENV] = had

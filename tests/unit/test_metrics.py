@@ -4,20 +4,19 @@ import numpy as np
 import pytest
 
 from semseg.metrics import ConfusionMatrix
+from tests.helpers import confusion
 
 
 def test_perfect_prediction() -> None:
-    matrix = ConfusionMatrix(3)
     labels = np.array([[0, 1], [2, 2]])
-    matrix.update(labels, labels)
+    matrix = confusion(3, (labels, labels))
     assert matrix.pixel_accuracy == 1.0 and matrix.miou == pytest.approx(1.0)
 
 
 def test_hand_computed_values_and_ignore() -> None:
-    matrix = ConfusionMatrix(2)
     labels = np.array([0, 0, 1, 1, 255, 255])
     predictions = np.array([0, 1, 1, 1, 0, 1])
-    matrix.update(labels, predictions)
+    matrix = confusion(2, (labels, predictions))
     assert matrix.matrix.tolist() == [[1, 1], [0, 2]]
     assert matrix.pixel_accuracy == pytest.approx(3 / 4)
     # IoU(0) = 1 / (2 + 1 - 1) = 0.5; IoU(1) = 2 / (2 + 3 - 2) = 2/3
@@ -25,23 +24,19 @@ def test_hand_computed_values_and_ignore() -> None:
 
 
 def test_accumulates_over_batches_not_averaging_per_batch() -> None:
-    whole, split = ConfusionMatrix(2), ConfusionMatrix(2)
     labels = np.array([0, 0, 0, 1])
     predictions = np.array([0, 0, 1, 1])
-    whole.update(labels, predictions)
-    split.update(labels[:3], predictions[:3])
-    split.update(labels[3:], predictions[3:])
+    whole = confusion(2, (labels, predictions))
+    split = confusion(2, (labels[:3], predictions[:3]), (labels[3:], predictions[3:]))
     assert split.miou == whole.miou
-    per_batch_mean = (ConfusionMatrix(2), ConfusionMatrix(2))
-    per_batch_mean[0].update(labels[:3], predictions[:3])
-    per_batch_mean[1].update(labels[3:], predictions[3:])
-    assert (per_batch_mean[0].miou + per_batch_mean[1].miou) / 2 != pytest.approx(whole.miou)
+    per_batch_mean = (
+        confusion(2, (labels[:3], predictions[:3])).miou + confusion(2, (labels[3:], predictions[3:])).miou
+    ) / 2
+    assert per_batch_mean != pytest.approx(whole.miou)
 
 
 def test_absent_class_counts_as_zero_like_gluoncv() -> None:
-    matrix = ConfusionMatrix(3)
-    matrix.update(np.array([0, 1]), np.array([0, 1]))
-    assert matrix.miou == pytest.approx(2 / 3)
+    assert confusion(3, (np.array([0, 1]), np.array([0, 1]))).miou == pytest.approx(2 / 3)
 
 
 def test_empty_matrix() -> None:

@@ -56,14 +56,23 @@ def test_a_users_setting_is_kept() -> None:
     assert threads.configure_openmp(environ) == "3" and environ == {"OMP_NUM_THREADS": "3"}
 
 
-def test_unset_becomes_the_recommended_count() -> None:
+@pytest.mark.parametrize(("cpu_max", "expected"), [("max 100000", 2), ("100000 100000", 1)])
+def test_recommended_is_physical_cores_capped_by_the_quota(tmp_path: Path, cpu_max: str, expected: int) -> None:
+    sys_cpu = fake_sys_cpu(tmp_path / "cpu", {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"})
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    cgroup = (tmp_path / "cpu.max", tmp_path / "none", tmp_path / "none")
+    assert threads.recommended_threads([0, 1, 2, 3], sys_cpu, cgroup) == expected
+
+
+def test_unset_is_set_to_a_count_within_the_machine() -> None:
     environ: dict[str, str] = {}
-    assert threads.configure_openmp(environ) == str(threads.recommended_threads())
+    assert threads.configure_openmp(environ) == environ["OMP_NUM_THREADS"]
     assert 1 <= int(environ["OMP_NUM_THREADS"]) <= (os.cpu_count() or 1)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_the_train_entry_point_sets_it_before_mxnet_loads(tmp_path: Path) -> None:
-    """In a fresh process `train` sets OMP_NUM_THREADS before anything imports MXNet (here: a bad job)."""
+    """In a fresh process pinned to one CPU, `train` sets OMP_NUM_THREADS=1 before anything imports MXNet."""
     code = (
         "import os, sys\n"
         "from semseg.cli import main\n"
@@ -71,5 +80,13 @@ def test_the_train_entry_point_sets_it_before_mxnet_loads(tmp_path: Path) -> Non
         "print('OMP', os.environ.get('OMP_NUM_THREADS'), 'mxnet' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert f"OMP {threads.recommended_threads()} False" in out
+    one_cpu = min(os.sched_getaffinity(0))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
+    ).stdout
+    assert "OMP 1 False" in out

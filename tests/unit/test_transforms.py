@@ -23,10 +23,19 @@ def test_seed_crop_rescales_short_side_then_crops_square(h: int, w: int) -> None
     assert set(np.unique(out_mask)) <= {0, 1, 255}, "masks are resized with nearest neighbour"
 
 
-def test_seed_crop_is_random_along_the_long_side_only() -> None:
-    image, mask = sample(32, 128)
-    crops = {transforms.seed_train(32)(image, mask, np.random.default_rng(s))[1][:, :].sum() for s in range(20)}
-    assert len(crops) > 1
+@pytest.mark.parametrize(("h", "w"), [(32, 128), (128, 32)])
+def test_seed_crop_is_random_along_the_long_side_only(h: int, w: int) -> None:
+    """The short side is already crop_size, so the crop keeps all of it and moves along the long side."""
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)  # each pixel: its position
+    offsets = set()
+    for seed in range(20):
+        out, _ = transforms.seed_train(32)(image, np.zeros((h, w), np.uint8), np.random.default_rng(seed))
+        top, left = int(out[0, 0, 0]), int(out[0, 0, 1])
+        assert np.array_equal(out[..., 0], rows[top : top + 32, left : left + 32]), "an unscaled, contiguous crop"
+        assert (top == 0) if h == 32 else (left == 0), "never offset along the short side"
+        offsets.add(top + left)
+    assert len(offsets) > 5, "the offset along the long side varies"
 
 
 @pytest.mark.parametrize(("h", "w"), [(40, 100), (300, 200)])

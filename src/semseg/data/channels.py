@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from semseg.config import OUTPUT_STRIDE
 from semseg.errors import ClientError
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
 MASK_MODES = ("L", "P")
 MAX_PIXELS = 64_000_000  # 8000 x 8000; larger ones need GBs per image in decoding and augmentation
-MIN_SIDE = 8  # the network's output stride: a smaller image has no feature map to speak of
+MIN_SIDE = OUTPUT_STRIDE  # a smaller image has no feature map to speak of
 _SHOWN = 5  # how many file names a warning lists
 _TAIL = 1024  # how far from the end of a file its end marker may be
 _END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}

@@ -1,0 +1,68 @@
+"""Settings of a run that are not hyperparameters: from the environment, with documented defaults.
+
+Read once at the start of `train` (the README's settings table lists them); nothing deeper reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from semseg.errors import ClientError
+from semseg.params import parse_bool
+
+MAX_DATA_WORKERS = 16  # the managed algorithm's
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    weights_root: Path  # GluonCV's weight store: $MXNET_HOME/models, else ~/.mxnet/models
+    seed: int = 0  # SEMSEG_SEED
+    data_workers: int | None = None  # SEMSEG_DATA_WORKERS; None: 0 on the CPU, else min(16, CPU cores)
+    progress_every: int = 20  # SEMSEG_PROGRESS_EVERY: iterations between progress lines
+    cpu_devices: int = 0  # SEMSEG_CPU_DEVICES=N: train data-parallel on N CPU contexts (tests, benchmarks)
+    allow_cpu: bool = False  # SEMSEG_ALLOW_CPU=true: train on the CPU where GPUs are present but unusable
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
+        home = environ.get("MXNET_HOME") or "~/.mxnet"
+        workers = environ.get("SEMSEG_DATA_WORKERS")
+        return cls(
+            seed=_env_int(environ, "SEMSEG_SEED", 0),
+            data_workers=None if workers is None else _env_int(environ, "SEMSEG_DATA_WORKERS", 0),
+            weights_root=Path(home).expanduser() / "models",
+            progress_every=max(1, _env_int(environ, "SEMSEG_PROGRESS_EVERY", 20)),
+            cpu_devices=max(0, _env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
+            allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
+        )
+
+    def workers_for(self, on_gpu: bool) -> int:
+        """Data-loading worker processes."""
+        if self.data_workers is not None:
+            return max(0, self.data_workers)
+        if not on_gpu:
+            return 0  # on the CPU the network needs every core; loading inline measured faster here
+        return min(MAX_DATA_WORKERS, os.cpu_count() or 1)
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ClientError(f"Environment variable {name}={raw!r} must be an integer") from None
+
+
+def _env_bool(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return False
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ClientError(f"Environment variable {name}={raw!r} must be true or false") from None
