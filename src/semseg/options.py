@@ -7,14 +7,16 @@ environment.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from semseg.errors import ClientError
 from semseg.params import parse_bool
 
 MAX_DATA_WORKERS = 16  # the managed algorithm's
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,20 +51,18 @@ class RunOptions:
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    return _env(environ, name, int, default, "an integer")
+
+
+def _env_bool(environ: Mapping[str, str], name: str) -> bool:
+    return _env(environ, name, parse_bool, False, "true or false")
+
+
+def _env(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, expected: str) -> T:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        raise ClientError(f"Environment variable {name}={raw!r} must be an integer") from None
-
-
-def _env_bool(environ: Mapping[str, str], name: str) -> bool:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return False
-    try:
-        return parse_bool(raw)
-    except ValueError:
-        raise ClientError(f"Environment variable {name}={raw!r} must be true or false") from None
+        raise ClientError(f"Environment variable {name}={raw!r} must be {expected}") from None
