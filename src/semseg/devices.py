@@ -53,12 +53,13 @@ def visible_gpus(nvidia_smi: str = "nvidia-smi") -> list[Gpu]:
     if path is None:
         return []
     rows = _query(path, "index,name,compute_cap")
-    if rows is None:  # drivers before 510 do not know compute_cap
+    if rows is None:  # drivers before 510 do not know compute_cap: names only, capability unknown
         rows = [[*row, ""] for row in _query(path, "index,name") or []]
     return [Gpu(int(row[0]), row[1], _capability(row[2])) for row in rows if len(row) >= 3 and row[0].isdigit()]
 
 
 def _query(path: str, fields: str) -> list[list[str]] | None:
+    """nvidia-smi's rows for `fields`; None when it refuses the query, [] when it cannot run."""
     try:
         done = subprocess.run(
             [path, f"--query-gpu={fields}", "--format=csv,noheader"],
@@ -72,7 +73,7 @@ def _query(path: str, fields: str) -> list[list[str]] | None:
         return []
     if done.returncode != 0:
         log.warning("nvidia-smi --query-gpu=%s exited %d: %s", fields, done.returncode, done.stderr.strip()[:200])
-        return None if "compute_cap" in fields else []
+        return None
     return [[part.strip() for part in line.split(",")] for line in done.stdout.splitlines() if line.strip()]
 
 
@@ -102,13 +103,13 @@ def check_supported(gpus: Sequence[Gpu]) -> None:
     )
 
 
-def select_devices(config: Config, options: RunOptions, gpus: Sequence[Gpu] | None = None) -> Devices:
-    """The training devices, after the guard; `gpus` defaults to what nvidia-smi lists."""
+def select_devices(config: Config, options: RunOptions) -> Devices:
+    """The training devices, after the guard."""
     if options.cpu_devices:
         contexts = [mx.cpu(i) for i in range(min(options.cpu_devices, config.mini_batch_size))]
         log.info("Training data-parallel on %d CPU contexts (SEMSEG_CPU_DEVICES)", len(contexts))
         return _checked(config, Devices(contexts, gpu=False))
-    gpus = visible_gpus() if gpus is None else gpus
+    gpus = visible_gpus()
     check_supported(gpus)
     usable = mx.context.num_gpus() if gpus else 0
     if gpus and not usable:

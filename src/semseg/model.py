@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from mxnet.gluon import HybridBlock
 from semseg.config import OUTPUT_STRIDE, Config
 from semseg.errors import ClientError
 from semseg.files import HYPERPARAMS, WEIGHT_FILES
+from semseg.job import read_json_file
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,7 @@ def read_model_folder(folder: Path, what: str) -> ModelFolder:
     `what` names the folder for messages, e.g. "channel 'model'".
     """
     hp_file = folder / HYPERPARAMS
-    try:
-        content = json.loads(hp_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ClientError(f"{hp_file} is missing: {what} must hold a model of this algorithm") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClientError(f"{hp_file} in {what} is not valid JSON ({exc})") from None
+    content = read_json_file(hp_file, f"The configuration of the model in {what},")
     if not isinstance(content, dict):
         raise ClientError(f"{hp_file} in {what} must be a JSON object")
     try:

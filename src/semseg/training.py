@@ -6,7 +6,7 @@ import logging
 import random
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
@@ -112,7 +112,7 @@ def _network(job: Job, config: Config, contexts: Sequence[mx.Context], weights_r
         return build_model(config, contexts, weights_root=weights_root)
     with tempfile.TemporaryDirectory(prefix="semseg-seed-") as work:
         seed = find_seed_model(channel, Path(work), config)
-        return load_model(seed, contexts, config=replace(config, use_pretrained_model=False), aux=True)
+        return load_model(seed, contexts, config=config, aux=True)
 
 
 def _start(
