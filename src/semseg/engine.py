@@ -149,11 +149,11 @@ class Loop:
         scale = 1.0 / mx.nd.maximum(valid, 1.0).reshape((1,))
         xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
         ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+        # Copies between devices are all pushed before the first forward op: with SyncBatchNorm a device's
+        # worker waits inside the network for its peers, and a copy queued behind it would never run.
+        scales = [scale.as_in_context(x.context) for x in xs]
         with autograd.record():
-            outputs = [
-                self.loss(*self.net(normalize(x)), y.astype("float32"), scale.as_in_context(x.context))
-                for x, y in zip(xs, ys)
-            ]
+            outputs = [self.loss(*self.net(normalize(x)), y.astype("float32"), s) for x, y, s in zip(xs, ys, scales)]
             objectives = [objective for objective, _ in outputs]
             if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
                 with amp.scale_loss(objectives, self.trainer) as scaled:

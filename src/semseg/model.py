@@ -70,8 +70,8 @@ def _norm(config: Config, contexts: Sequence[mx.Context]) -> tuple[type, dict[st
     if not config.syncbn or len(contexts) < 2:
         return mx.gluon.nn.BatchNorm, None
     if contexts[0].device_type != "gpu":
-        # MXNet 1.9.1's SyncBatchNorm deadlocks on several CPU contexts (one device's op waits for a peer
-        # whose worker never starts it): CPU contexts, a test and benchmark setting, keep per-device statistics.
+        # MXNet 1.9.1's SyncBatchNorm deadlocks on several CPU contexts: it waits for its peers while holding
+        # an entry of the scratch-space pool that all CPU contexts share (GPUs have one each); see the README.
         log.warning("syncbn=True: SyncBatchNorm runs on GPUs only; %d CPU contexts use BatchNorm", len(contexts))
         return mx.gluon.nn.BatchNorm, None
     return mx.gluon.contrib.nn.SyncBatchNorm, {"num_devices": len(contexts)}
