@@ -31,7 +31,11 @@ EXIT_OK = 0
 EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
 EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
-USAGE = "usage: train [train]\n  Runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml)."
+USAGE = (
+    "usage: train [train | serve]\n"
+    "  train (the default): runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml).\n"
+    "  serve: answers inference requests on port 8080 with the model in $SAGEMAKER_BASE_DIR/model."
+)
 NO_DRIVER = (
     "This is the GPU image: its MXNet needs the NVIDIA driver (libcuda.so.1), and there is none. Run it on a GPU "
     "instance (ml.p3, ml.g4dn, ml.g5, ml.p4d, ml.g6, ml.g6e) or with `docker run --gpus all` on a host with "
@@ -73,9 +77,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run `train`; return the exit code. `argv` excludes the program name."""
     args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
+    if args == ["serve"]:
+        setup_logging()
+        return _serve(env)
     if args not in ([], ["train"]):
-        what = "serve is not available in this image yet" if args[:1] == ["serve"] else f"unknown arguments {args}"
-        print(f"{what}\n{USAGE}", file=sys.stderr)
+        print(f"unknown arguments {args}\n{USAGE}", file=sys.stderr)
         return EXIT_CLIENT_ERROR
     setup_logging()
     if "mxnet" not in sys.modules:  # OpenMP reads its thread count once, when MXNet loads
@@ -86,6 +92,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if code == EXIT_OK:
         log.info("Training job completed")
     return code
+
+
+def _serve(environ: Mapping[str, str]) -> int:
+    """Run the inference server (it exits the process when stopped); a bad model folder ends it at once."""
+    from semseg.serving.server import serve
+
+    try:
+        serve(environ)
+    except ClientError as exc:
+        log.error("ClientError: %s", exc.message)
+        return EXIT_CLIENT_ERROR
+    return EXIT_OK
 
 
 def guarded(paths: JobPaths, action: Callable[[], object]) -> int:

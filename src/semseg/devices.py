@@ -15,12 +15,14 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import mxnet as mx
+from typing import TYPE_CHECKING
 
 from semseg.config import Config
 from semseg.errors import ClientError
 from semseg.options import RunOptions
+
+if TYPE_CHECKING:  # MXNet loads only where devices are selected: the server's parent process never loads it
+    import mxnet as mx
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ def check_supported(gpus: Sequence[Gpu]) -> None:
 
 def select_devices(config: Config, options: RunOptions) -> Devices:
     """The training devices, after the guard."""
+    import mxnet as mx
+
     if options.cpu_devices:
         contexts = [mx.cpu(i) for i in range(min(options.cpu_devices, config.mini_batch_size))]
         log.info("Training data-parallel on %d CPU contexts (SEMSEG_CPU_DEVICES)", len(contexts))

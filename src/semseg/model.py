@@ -3,7 +3,7 @@
 Pretrained weights are never downloaded: they are looked up in `$MXNET_HOME/models` (GluonCV's own
 store; the image fills it at build time) under GluonCV's file name `resnet50_v1s-<hash>.params`.
 A model folder (a job's /opt/ml/model, ours or the managed algorithm's) is `hyperparams.json` plus
-`model_best.params`, else `model_algo-1`: `read_model_folder` + `load_model` turn it into a ready network
+`model_best.params`, else `model_algo-1`: `model_folder.read_model_folder` + `load_model` turn it into a ready network
 (incremental training, and the inference server).
 """
 
@@ -13,7 +13,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
@@ -23,8 +23,7 @@ from mxnet.gluon import HybridBlock
 
 from semseg.config import OUTPUT_STRIDE, Config
 from semseg.errors import ClientError
-from semseg.files import HYPERPARAMS, WEIGHT_FILES
-from semseg.job import read_json_file
+from semseg.model_folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
@@ -126,34 +125,6 @@ def load_weights(
         net.load_parameters(str(path), ctx=list(contexts), ignore_extra=ignore_extra)
     except (mx.MXNetError, AssertionError, ValueError) as exc:
         raise ClientError(f"The weights of {what} ({path}) do not fit this network: {_first_line(exc)}") from None
-
-
-@dataclass(frozen=True)
-class ModelFolder:
-    """A trained model on disk: its configuration and the weights to load."""
-
-    path: Path
-    config: Config
-    weights: Path
-
-
-def read_model_folder(folder: Path, what: str) -> ModelFolder:
-    """hyperparams.json and the preferred weights of a model folder; ClientError naming the missing file.
-
-    `what` names the folder for messages, e.g. "channel 'model'".
-    """
-    hp_file = folder / HYPERPARAMS
-    content = read_json_file(hp_file, f"The configuration of the model in {what},")
-    if not isinstance(content, dict):
-        raise ClientError(f"{hp_file} in {what} must be a JSON object")
-    try:
-        config = Config.from_hyperparameters({str(k): str(v) for k, v in content.items()})
-    except ClientError as exc:
-        raise ClientError(f"{hp_file} in {what} is not a valid configuration: {exc}") from None
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return ModelFolder(folder, config, folder / name)
-    raise ClientError(f"{what} has neither {' nor '.join(WEIGHT_FILES)} next to {hp_file}")
 
 
 def load_model(

@@ -33,11 +33,11 @@ class RunOptions:
         home = environ.get("MXNET_HOME") or "~/.mxnet"
         workers = environ.get("SEMSEG_DATA_WORKERS")
         return cls(
-            seed=_env_int(environ, "SEMSEG_SEED", 0),
-            data_workers=None if workers is None else _env_int(environ, "SEMSEG_DATA_WORKERS", 0),
+            seed=env_int(environ, "SEMSEG_SEED", 0),
+            data_workers=None if workers is None else env_int(environ, "SEMSEG_DATA_WORKERS", 0),
             weights_root=Path(home).expanduser() / "models",
-            progress_every=max(1, _env_int(environ, "SEMSEG_PROGRESS_EVERY", 20)),
-            cpu_devices=max(0, _env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
+            progress_every=max(1, env_int(environ, "SEMSEG_PROGRESS_EVERY", 20)),
+            cpu_devices=max(0, env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
             allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
         )
 
@@ -50,7 +50,7 @@ class RunOptions:
         return min(MAX_DATA_WORKERS, os.cpu_count() or 1)
 
 
-def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return _env(environ, name, int, default, "an integer")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from semseg.config import Config
 from semseg.errors import ClientError
 from semseg.files import HYPERPARAMS
-from semseg.model import ModelFolder, read_model_folder
+from semseg.model_folder import ModelFolder, read_model_folder
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def test_missing_hyperparameters_file_asks_for_the_required_ones(job_dir: Path) 
     assert "num_classes is required" in failure(job_dir)
 
 
-@pytest.mark.parametrize("args", [["fit"], ["train", "extra"], ["serve"]])
+@pytest.mark.parametrize("args", [["fit"], ["train", "extra"], ["serve", "extra"]])
 def test_usage_errors(job_dir: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(job_dir, *args) == EXIT_CLIENT_ERROR
     assert "usage: train" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+"""The WSGI application of one server worker: the managed algorithm's endpoints on one loaded Predictor.
+
+Every bad request gets its HTTP status and a message naming what is accepted; any other fault is a 500 with
+its message in the body and its traceback in the log; the worker goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from semseg.serving import codecs
+from semseg.serving.codecs import BadRequest
+
+if TYPE_CHECKING:
+    from semseg.serving.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request and batch transform's MaxPayloadInMB
+StartResponse = Callable[..., Any]
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
+REASONS |= {415: "Unsupported Media Type", 500: "Internal Server Error"}
+
+
+class App:
+    """GET /ping, GET /execution-parameters, POST /invocations."""
+
+    def __init__(self, predictor: Predictor, max_concurrent_transforms: int) -> None:
+        self.predictor = predictor
+        self.execution_parameters = {
+            "MaxConcurrentTransforms": max_concurrent_transforms,
+            "BatchStrategy": "SingleRecord",
+            "MaxPayloadInMB": MAX_PAYLOAD_MB,
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        try:
+            if path == "/ping":
+                return _reply(start_response, 200, b"", "text/plain")
+            if path == "/execution-parameters":
+                body = json.dumps(self.execution_parameters).encode()
+                return _reply(start_response, 200, body, "application/json")
+            if path == "/invocations":
+                if method != "POST":
+                    raise BadRequest(405, "Send the image with POST /invocations")
+                body, content_type = self.invoke(environ)
+                return _reply(start_response, 200, body, content_type)
+            raise BadRequest(404, f"No such path {path}; the server answers /ping, /invocations, /execution-parameters")
+        except BadRequest as exc:
+            return _reply(start_response, exc.status, exc.message.encode(), "text/plain")
+        except Exception as exc:
+            log.exception("Request to %s failed", path)
+            return _reply(start_response, 500, f"Internal error: {type(exc).__name__}: {exc}".encode(), "text/plain")
+
+    def invoke(self, environ: dict[str, Any]) -> tuple[bytes, str]:
+        codecs.request_type(environ.get("CONTENT_TYPE"))
+        accept = codecs.response_type(environ.get("HTTP_ACCEPT"))
+        image = codecs.decode_image(_read_body(environ))
+        if accept == codecs.PNG:
+            return codecs.encode_png(self.predictor.classes(image)), accept
+        return codecs.encode_probabilities(self.predictor.probabilities(image)), accept
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    limit = MAX_PAYLOAD_MB * 1024 * 1024
+    length = environ.get("CONTENT_LENGTH") or ""
+    too_large = BadRequest(413, f"The request body is larger than {MAX_PAYLOAD_MB} MB")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    body: bytes = environ["wsgi.input"].read(int(length) if length.isdigit() else limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _reply(start_response: StartResponse, status: int, body: bytes, content_type: str) -> list[bytes]:
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    start_response(f"{status} {REASONS.get(status, '')}".strip(), headers)
+    return [body]

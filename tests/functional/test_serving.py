@@ -1,0 +1,262 @@
+"""The inference app in-process on a tiny trained model: content types, errors, and predictions equal to plain
+GluonCV's `net.predict` + argmax on the same weights."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo import FCN
+from PIL import Image
+
+from semseg.cli import EXIT_CLIENT_ERROR, main
+from semseg.engine import normalize
+from semseg.example import make_job
+from semseg.model import load_model
+from semseg.model_folder import ModelFolder, read_model_folder
+from semseg.serving.app import App
+from semseg.serving.predictor import Predictor, window_starts
+from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
+
+CLASSES = 3
+CROP = 32
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
+    """A model trained by a real (tiny) job: FCN ResNet-50, 3 classes, crop 32."""
+    hp = {"epochs": 1, "mini_batch_size": 4, "validation_mini_batch_size": 2, "crop_size": CROP}
+    base = make_job(tmp_path_factory.mktemp("serve") / "ml", images=8, size=32, hyperparameters=hp)
+    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base)}) == 0
+    return read_model_folder(base / "model", "the test model")
+
+
+def app_for(model: ModelFolder, pixel_budget: int = 10**6) -> App:
+    net = load_model(model, [mx.cpu()])
+    return App(Predictor(net, mx.cpu(), model.config.crop_size, pixel_budget), max_concurrent_transforms=2)
+
+
+@pytest.fixture(scope="module")
+def app(model: ModelFolder) -> App:
+    return app_for(model)
+
+
+class Response:
+    def __init__(self, app: App, environ: dict[str, Any]) -> None:
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            captured["status"], captured["headers"] = status, dict(headers)
+
+        self.body = b"".join(app(environ, start_response))
+        self.status = int(captured["status"].split()[0])
+        self.headers: dict[str, str] = captured["headers"]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+def call(
+    app: App,
+    path: str,
+    body: bytes = b"",
+    method: str = "POST",
+    content_type: str | None = "image/jpeg",
+    **headers: str,
+) -> Response:
+    environ: dict[str, Any] = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": method,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    if content_type is not None:
+        environ["CONTENT_TYPE"] = content_type
+    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    return Response(app, environ)
+
+
+def encoded(image: np.ndarray | Image.Image, fmt: str = "JPEG", **save: Any) -> bytes:
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def png_classes(body: bytes) -> np.ndarray:
+    picture = Image.open(io.BytesIO(body))
+    assert picture.mode == "L" and picture.format == "PNG"
+    return np.asarray(picture)
+
+
+def decode_record(body: bytes, tmp_path: Path) -> np.ndarray:
+    """As the AWS notebook: MXNet's RecordIO reader, then the Record's target reshaped by its shape."""
+    path = tmp_path / "response.rec"
+    path.write_bytes(body)
+    reader = mx.recordio.MXRecordIO(str(path), "r")
+    record = Record()
+    record.ParseFromString(reader.read())
+    assert reader.read() is None  # exactly one record
+    shape = list(record.features["shape"].int32_tensor.values)
+    assert list(record.features["target"].float32_tensor.shape) == shape
+    return np.reshape(np.array(record.features["target"].float32_tensor.values, dtype=np.float32), shape)
+
+
+def gluoncv_classes(model: ModelFolder, image: np.ndarray) -> np.ndarray:
+    """Plain GluonCV: its FCN with the model's weights, `predict` at the image's size, argmax."""
+    net = FCN(CLASSES, backbone="resnet50", aux=False, pretrained_base=False, crop_size=CROP)
+    net.load_parameters(str(model.weights), ignore_extra=True)
+    x = normalize(mx.nd.array(image[np.newaxis], dtype="uint8"))
+    return net.predict(x)[0].argmax(axis=1)[0].asnumpy().astype(np.uint8)
+
+
+def test_ping_and_execution_parameters(app: App) -> None:
+    assert call(app, "/ping", method="GET").status == 200
+    response = call(app, "/execution-parameters", method="GET")
+    assert response.status == 200 and response.headers["Content-Type"] == "application/json"
+    params = json.loads(response.body)
+    assert params == {"MaxConcurrentTransforms": 2, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 6}
+
+
+@pytest.mark.parametrize("accept", ["image/png", "*/*", None, "text/html, image/png;q=0.9"])
+def test_png_of_class_ids_equals_plain_gluoncv(app: App, model: ModelFolder, accept: str | None) -> None:
+    image = photo(45, 61)
+    body = encoded(image, "PNG")  # lossless: the server and GluonCV see the same pixels
+    response = call(app, "/invocations", body, content_type="image/png", **({"accept": accept} if accept else {}))
+    assert response.status == 200, response.text
+    assert response.headers["Content-Type"] == "image/png"
+    classes = png_classes(response.body)
+    assert classes.shape == (45, 61)
+    np.testing.assert_array_equal(classes, gluoncv_classes(model, image))
+
+
+@pytest.mark.parametrize("accept", ["application/x-protobuf", "application/x-recordio-protobuf"])
+def test_probabilities_as_recordio_protobuf(app: App, accept: str, tmp_path: Path) -> None:
+    body = encoded(photo(40, 50, seed=1), "PNG")
+    response = call(app, "/invocations", body, content_type="image/png", accept=accept)
+    assert response.status == 200 and response.headers["Content-Type"] == accept
+    probabilities = decode_record(response.body, tmp_path)
+    assert probabilities.shape == (1, CLASSES, 40, 50)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    png = call(app, "/invocations", body, content_type="image/png", accept="image/png")
+    np.testing.assert_array_equal(probabilities[0].argmax(axis=0), png_classes(png.body))
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/x-image", "image/jpeg; charset=binary"])
+def test_jpeg_requests(app: App, content_type: str) -> None:
+    response = call(app, "/invocations", encoded(photo(30, 20)), content_type=content_type)
+    assert response.status == 200 and png_classes(response.body).shape == (30, 20)
+
+
+def test_exif_orientation_is_applied(app: App) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated by 90 degrees: portrait
+    response = call(app, "/invocations", encoded(photo(20, 36), exif=exif))
+    assert response.status == 200 and png_classes(response.body).shape == (36, 20)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_grayscale_rgba_and_palette_images_are_converted(app: App, mode: str) -> None:
+    picture = Image.fromarray(photo(24, 28)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        picture = Image.fromarray(np.asarray(picture).astype(np.uint16) * 256)
+    response = call(app, "/invocations", encoded(picture, "PNG"), content_type="image/png")
+    assert response.status == 200, response.text
+    assert png_classes(response.body).shape == (24, 28)
+
+
+def test_bad_requests_get_their_status_and_the_server_goes_on(app: App) -> None:
+    jpeg = encoded(photo(30, 30))
+    cases = [
+        (call(app, "/invocations", jpeg, content_type="text/csv"), 415, "image/jpeg, image/png, application/x-image"),
+        (call(app, "/invocations", jpeg, content_type=None), 415, "Content-Type (none)"),
+        (call(app, "/invocations", jpeg, accept="application/json"), 415, "image/png, application/x-protobuf"),
+        (call(app, "/invocations", b"not an image at all"), 400, "not a readable image"),
+        (call(app, "/invocations", jpeg[: len(jpeg) // 2]), 400, "not a readable image"),
+        (call(app, "/invocations", b""), 400, "empty"),
+        (call(app, "/invocations", method="GET"), 405, "POST"),
+        (call(app, "/nowhere", method="GET"), 404, "/invocations"),
+    ]
+    for response, status, words in cases:
+        assert response.status == status, response.text
+        assert words in response.text
+    assert call(app, "/invocations", jpeg).status == 200
+
+
+def test_a_body_over_the_limit_is_413_without_reading_it(app: App) -> None:
+    environ = {
+        "PATH_INFO": "/invocations",
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": "image/jpeg",
+        "CONTENT_LENGTH": str(6 * 1024 * 1024 + 1),
+        "wsgi.input": io.BytesIO(b""),
+    }
+    response = Response(app, environ)
+    assert response.status == 413 and "6 MB" in response.text
+
+
+def test_an_internal_fault_is_a_500_with_its_message(model: ModelFolder, caplog: pytest.LogCaptureFixture) -> None:
+    """A predictor on a GPU this machine lacks: MXNet fails inside the request, the worker answers on."""
+    net = load_model(model, [mx.cpu()])
+    broken = App(Predictor(net, mx.gpu(0), CROP, 10**6), max_concurrent_transforms=1)
+    response = call(broken, "/invocations", encoded(photo(30, 30)))
+    assert response.status == 500 and response.text.startswith("Internal error: MXNetError")
+    assert "Traceback" in caplog.text and "Request to /invocations failed" in caplog.text
+    assert call(broken, "/ping", method="GET").status == 200
+
+
+def test_window_starts_cover_the_side_and_end_flush() -> None:
+    assert window_starts(20, 32, 22) == [0]
+    assert window_starts(32, 32, 22) == [0]
+    assert window_starts(100, 32, 22) == [0, 22, 44, 66, 68]
+    assert window_starts(33, 32, 22) == [0, 1]
+
+
+def test_slide_equals_one_pass_when_the_image_is_one_window(model: ModelFolder) -> None:
+    image = photo(CROP, CROP, seed=3)
+    one_pass = app_for(model).predictor.probabilities(image)
+    slide = app_for(model, pixel_budget=1).predictor
+    assert slide.pixel_budget == CROP * CROP  # never below one window
+    np.testing.assert_allclose(slide.probabilities(image), one_pass, rtol=1e-5, atol=1e-6)
+
+
+def test_slide_above_the_budget_averages_overlapping_windows(model: ModelFolder) -> None:
+    """A 70x90 image in 32x32 windows 22 apart: each pixel is the mean of the windows that cover it."""
+    image = photo(70, 90, seed=4)
+    predictor = app_for(model, pixel_budget=CROP * CROP).predictor
+    bands = list(predictor.bands(image))
+    assert [y for y, _ in bands] == [0, 22, 38]  # rows 0-21, 22-37, 38-69
+    probabilities = predictor.probabilities(image)
+    assert probabilities.shape == (CLASSES, 70, 90)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, rtol=1e-5)
+    expected = np.zeros_like(probabilities)
+    counts = np.zeros((70, 90))
+    for y in window_starts(70, CROP, 22):
+        for x in window_starts(90, CROP, 22):
+            expected[:, y : y + CROP, x : x + CROP] += predictor._probabilities(image[y : y + CROP, x : x + CROP])
+            counts[y : y + CROP, x : x + CROP] += 1
+    np.testing.assert_allclose(probabilities, expected / counts, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(predictor.classes(image), probabilities.argmax(axis=0))
+
+
+def test_serve_without_a_model_exits_naming_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "model").mkdir()
+    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
+    assert str(tmp_path / "model" / "hyperparams.json") in caplog.text
+
+
+def test_serve_with_weights_missing_exits_naming_them(model: ModelFolder, tmp_path: Path, caplog: Any) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "hyperparams.json").write_bytes((model.path / "hyperparams.json").read_bytes())
+    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
+    assert "model_best.params nor model_algo-1" in caplog.text
