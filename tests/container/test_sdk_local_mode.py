@@ -63,3 +63,75 @@ def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: No
     with tarfile.open(model_tar) as tar:
         names = {Path(n).name for n in tar.getnames()}
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= names
+
+
+def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
+    """Estimator.fit -> deploy(1, "local") -> predict with both Accept types -> Transformer over a folder of JPEGs."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sagemaker.amazon.common import read_recordio
+    from sagemaker.amazon.record_pb2 import Record
+    from sagemaker.deserializers import BytesDeserializer
+    from sagemaker.estimator import Estimator
+    from sagemaker.local import LocalSession
+    from sagemaker.serializers import IdentitySerializer
+
+    data = make_job(image, tmp_path / "data").joinpath("input", "data")
+    session = LocalSession()
+    session.config = {"local": {"local_code": True, "container_root": str(tmp_path / "sm")}}
+    (tmp_path / "sm").mkdir()
+    estimator = Estimator(
+        image_uri=image,
+        role="arn:aws:iam::111111111111:role/SageMakerRole",
+        instance_count=1,
+        instance_type="local",
+        output_path=f"file://{tmp_path / 'output'}",
+        sagemaker_session=session,
+        hyperparameters={
+            "num_classes": 3,
+            "num_training_samples": 4,
+            "use_pretrained_model": False,
+            "crop_size": 32,
+            "epochs": 1,
+            "mini_batch_size": 2,
+        },
+    )
+    estimator.fit(
+        {name: f"file://{data / name}" for name in ("train", "validation", "train_annotation", "validation_annotation")}
+    )
+
+    def jpeg(height: int, width: int, seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    predictor = estimator.deploy(
+        1, "local", serializer=IdentitySerializer("image/jpeg"), deserializer=BytesDeserializer("image/png")
+    )
+    try:
+        mask = Image.open(io.BytesIO(predictor.predict(jpeg(40, 52, 0))))
+        assert mask.mode == "L" and mask.size == (52, 40)
+        assert int(np.asarray(mask).max()) < 3
+        body = predictor.predict(jpeg(40, 52, 0), initial_args={"Accept": "application/x-protobuf"})
+        record = Record()
+        record.ParseFromString(next(iter(read_recordio(io.BytesIO(body)))))  # as the AWS notebook
+        shape = list(record.features["shape"].int32_tensor.values)
+        probabilities = np.reshape(np.array(record.features["target"].float32_tensor.values), shape)
+        assert shape == [1, 3, 40, 52]
+        assert np.array_equal(np.squeeze(probabilities, axis=0).argmax(axis=0), np.asarray(mask))
+    finally:
+        predictor.delete_endpoint()
+
+    images = tmp_path / "batch"
+    images.mkdir()
+    sizes = {"a.jpg": (30, 41), "b.jpg": (48, 33), "c.jpg": (36, 36)}
+    for i, (name, (height, width)) in enumerate(sizes.items()):
+        (images / name).write_bytes(jpeg(height, width, i))
+    transformer = estimator.transformer(1, "local", accept="image/png", output_path=f"file://{tmp_path / 'out'}")
+    transformer.transform(f"file://{images}", content_type="image/jpeg", wait=True, logs=False)  # no CloudWatch
+    for name, (height, width) in sizes.items():
+        out = Image.open(tmp_path / "out" / f"{name}.out")
+        assert out.mode == "L" and out.size == (width, height)
