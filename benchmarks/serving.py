@@ -1,0 +1,208 @@
+"""`serve` under load, on the CPU: images/s and p50/p99 latency of 480x360 JPEGs (class-id PNG answers) at 1, 2
+and 4 concurrent clients against our server (gunicorn, default workers) vs a single-process loop of plain
+GluonCV (decode, `net.predict`, argmax, PNG) on the same weights, in the same run; the peak memory of
+predicting one 4000x3000 JPEG to a class-id PNG; and a bounded load test (4 clients) with its failures and the
+server's memory over time. FCN ResNet-50, 21 classes, crop 480, random weights (speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+from gluoncv.model_zoo import FCN
+from PIL import Image
+
+from benchmarks.common import save, table
+from semseg.config import Config
+from semseg.engine import normalize
+from semseg.model import build_model, materialize
+
+PORT = 18080
+CONFIG = Config(num_classes=21, num_training_samples=1, crop_size=480, use_pretrained_model=False)
+
+
+def make_model(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    net = build_model(CONFIG, [mx.cpu()], aux=False)
+    materialize(net, [mx.cpu()], CONFIG.crop_size)
+    net.save_parameters(str(folder / "model_best.params"))
+    (folder / "hyperparams.json").write_text(json.dumps(CONFIG.to_hyperparameters()))
+    return folder / "model_best.params"
+
+
+def jpeg(height: int, width: int, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def post(body: bytes) -> float:
+    start = time.perf_counter()
+    req = urllib.request.Request(f"http://127.0.0.1:{PORT}/invocations", body, {"Content-Type": "image/jpeg"})
+    with urllib.request.urlopen(req, timeout=300) as response:
+        response.read()
+        assert response.status == 200
+    return time.perf_counter() - start
+
+
+def load(body: bytes, clients: int, per_client: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    """`clients` threads posting `body` back to back: `per_client` requests each, or for `seconds`."""
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        done = 0
+        while (done < per_client) if per_client else (time.perf_counter() < deadline):
+            try:
+                latency = post(body)
+                with lock:
+                    latencies.append(latency)
+            except Exception:  # noqa: BLE001 - a failed request is what the load test counts
+                with lock:
+                    failures[0] += 1
+            done += 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "images_per_s": len(latencies) / elapsed,
+        "p50_s": float(np.percentile(latencies, 50)),
+        "p99_s": float(np.percentile(latencies, 99)),
+        "requests": len(latencies),
+        "failures": failures[0],
+    }
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and its children (the gunicorn parent and its workers)."""
+    total = 0
+    pids = {root}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == root:
+                pids.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def gluoncv_loop(weights: Path, body: bytes, count: int) -> float:
+    """Images/s of plain GluonCV in this process: decode, predict at the image's size, argmax, PNG."""
+    net = FCN(CONFIG.num_classes, backbone="resnet50", aux=False, pretrained_base=False, crop_size=480)
+    net.load_parameters(str(weights))
+    start = time.perf_counter()
+    for _ in range(count):
+        image = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+        x = normalize(mx.nd.array(image[np.newaxis], dtype="uint8"))
+        classes = net.predict(x)[0].argmax(axis=1)[0].asnumpy().astype(np.uint8)
+        Image.fromarray(classes).save(io.BytesIO(), "PNG")
+    return count / (time.perf_counter() - start)
+
+
+def big_image_peak_mb(base: Path) -> float:
+    """Peak resident memory of a fresh process predicting one 4000x3000 JPEG to a class-id PNG, as the server does."""
+    (base / "big.jpg").write_bytes(jpeg(3000, 4000))
+    code = f"""
+import mxnet as mx, resource
+from pathlib import Path
+from semseg.model import load_model
+from semseg.model_folder import read_model_folder
+from semseg.serving import codecs
+from semseg.serving.predictor import Predictor
+from semseg.serving.server import DEFAULT_PIXEL_BUDGET
+folder = read_model_folder(Path({str(base / "model")!r}), "bench")
+predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, DEFAULT_PIXEL_BUDGET)
+image = codecs.decode_image(Path({str(base / "big.jpg")!r}).read_bytes())
+png = codecs.encode_png(predictor.classes(image))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(quick: bool) -> None:
+    base = Path(os.environ.get("TMPDIR", "/tmp")) / "semseg-bench-serving"
+    weights = make_model(base / "model")
+    body = jpeg(360, 480)
+    per_client = 3 if quick else 8
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(PORT)}
+    env.pop("OMP_NUM_THREADS", None)  # the server chooses threads per worker
+    server = subprocess.Popen([str(Path(sys.executable).parent / "train"), "serve"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/ping", timeout=5)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(1)
+        post(body)  # warm-up: every worker's first pass
+        rows: list[list[Any]] = []
+        results: dict[str, Any] = {}
+        baseline = gluoncv_loop(weights, body, per_client * 2)
+        results["gluoncv_loop_images_per_s"] = baseline
+        rows.append(["plain GluonCV loop, 1 process", "-", baseline, "-", "-", 1.0])
+        for clients in (1, 2, 4):
+            r = load(body, clients, per_client=per_client)
+            results[f"server_{clients}_clients"] = r
+            ratio = r["images_per_s"] / baseline
+            rows.append(
+                [f"server, {clients} client(s)", r["requests"], r["images_per_s"], r["p50_s"], r["p99_s"], ratio]
+            )
+        seconds = 20.0 if quick else 60.0
+        memory: list[float] = []
+        sampler_stop = threading.Event()
+
+        def sample() -> None:
+            while not sampler_stop.wait(1.0):
+                memory.append(tree_rss_mb(server.pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        soak = load(body, 4, seconds=seconds)
+        sampler_stop.set()
+        sampler.join()
+        tenth = max(1, len(memory) // 10)
+        soak |= {"rss_first_mb": float(np.mean(memory[:tenth])), "rss_last_mb": float(np.mean(memory[-tenth:]))}
+        results["load_test"] = soak
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    results["big_image_peak_rss_mb"] = big_image_peak_mb(base)
+    print(
+        table("serve: 480x360 JPEG -> class-id PNG", ["run", "requests", "images/s", "p50 s", "p99 s", "x loop"], rows)
+    )
+    print(
+        f"load test, 4 clients for {seconds:.0f} s: {soak['requests']} requests, {soak['failures']} failed; "
+        f"server RSS {soak['rss_first_mb']:.0f} MB (first tenth) -> {soak['rss_last_mb']:.0f} MB (last tenth)"
+    )
+    print(f"4000x3000 JPEG -> class-id PNG: peak RSS {results['big_image_peak_rss_mb']:.0f} MB (goal < 2048)\n")
+    save("serving", results)
