@@ -29,7 +29,7 @@ from semseg.engine import normalize
 from semseg.model import build_model, materialize
 
 PORT = 18080
-CONFIG = Config(num_classes=21, num_training_samples=1, crop_size=480, use_pretrained_model=False)
+CONFIG = Config(num_classes=21, num_training_samples=100, crop_size=480, use_pretrained_model=False)
 
 
 def make_model(folder: Path) -> Path:
