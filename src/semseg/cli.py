@@ -1,6 +1,7 @@
-"""The `train` entry point: argv, logging, run the job, and turn every ending into an exit code.
+"""The `train` entry point: argv, logging, run the job, and turn every ending into an exit code; `train serve`
+hands over to the inference server (semseg.serving.server), which exits the process itself when stopped.
 
-This is the only module that exits. Exit codes: 0 completed; 1 AlgorithmError (our fault);
+This is the only module of the training job that exits. Exit codes: 0 completed; 1 AlgorithmError (our fault);
 2 ClientError (bad input; also a usage error); 128 + signal (143 SIGTERM, 130 SIGINT) when stopped after
 saving checkpoint and artifacts. The failure file gets `ClientError: ...` or
 `AlgorithmError: ...` with the useful part first, since SageMaker shows only its first 1024 characters.

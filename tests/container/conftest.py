@@ -76,3 +76,17 @@ def run_job(
     image: str, base: Path, args: Sequence[str] = ("train",), docker_args: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
     return docker("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", *docker_args, image, *args, check=False)
+
+
+def jpeg(height: int, width: int, seed: int = 0) -> bytes:
+    """A JPEG of random pixels (numpy and Pillow come with the SDK environment)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+        buffer, "JPEG"
+    )
+    return buffer.getvalue()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.container.conftest import make_job
+from tests.container.conftest import jpeg, make_job
 
 pytestmark = pytest.mark.container
 
@@ -25,7 +26,8 @@ def offline_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 
-def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: None) -> None:
+def fitted_estimator(image: str, tmp_path: Path, **extra: Any) -> Any:
+    """An SDK v2 Estimator of `image` in local mode, fitted on a tiny generated job through file:// channels."""
     from sagemaker.estimator import Estimator
     from sagemaker.local import LocalSession
 
@@ -33,6 +35,14 @@ def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: No
     session = LocalSession()
     session.config = {"local": {"local_code": True, "container_root": str(tmp_path / "sm")}}
     (tmp_path / "sm").mkdir()
+    hyperparameters = {
+        "num_classes": 3,
+        "num_training_samples": 4,
+        "use_pretrained_model": False,  # str() -> "False", as SDK v2 sends it
+        "crop_size": 32,
+        "epochs": 1,
+        "mini_batch_size": 2,
+    }
     estimator = Estimator(
         image_uri=image,
         role="arn:aws:iam::111111111111:role/SageMakerRole",
@@ -40,23 +50,20 @@ def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: No
         instance_type="local",
         output_path=f"file://{tmp_path / 'output'}",
         sagemaker_session=session,
-        hyperparameters={
-            "num_classes": 3,
-            "num_training_samples": 4,
-            "use_pretrained_model": False,  # str() -> "False", as SDK v2 sends it
-            "crop_size": 32,
-            "epochs": 1,
-            "mini_batch_size": 2,
-            "learning_rate": 1e-05,
-        },
-        metric_definitions=[{"Name": "validation:mIOU", "Regex": r"validation mIOU: (\S+)"}],
+        hyperparameters={**hyperparameters, **extra.pop("hyperparameters", {})},
+        **extra,
     )
-    estimator.fit(
-        {
-            name: f"file://{data / name}"
-            for name in ("train", "validation", "train_annotation", "validation_annotation")
-        },
-        logs=True,
+    channels = ("train", "validation", "train_annotation", "validation_annotation")
+    estimator.fit({name: f"file://{data / name}" for name in channels}, logs=True)
+    return estimator
+
+
+def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: None) -> None:
+    estimator = fitted_estimator(
+        image,
+        tmp_path,
+        hyperparameters={"learning_rate": 1e-05},
+        metric_definitions=[{"Name": "validation:mIOU", "Regex": r"validation mIOU: (\S+)"}],
     )
     model_tar = Path(estimator.model_data.replace("file://", ""))
     assert model_tar.name == "model.tar.gz" and model_tar.exists(), os.listdir(tmp_path / "output")
@@ -74,40 +81,9 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     from sagemaker.amazon.common import read_recordio
     from sagemaker.amazon.record_pb2 import Record
     from sagemaker.deserializers import BytesDeserializer
-    from sagemaker.estimator import Estimator
-    from sagemaker.local import LocalSession
     from sagemaker.serializers import IdentitySerializer
 
-    data = make_job(image, tmp_path / "data").joinpath("input", "data")
-    session = LocalSession()
-    session.config = {"local": {"local_code": True, "container_root": str(tmp_path / "sm")}}
-    (tmp_path / "sm").mkdir()
-    estimator = Estimator(
-        image_uri=image,
-        role="arn:aws:iam::111111111111:role/SageMakerRole",
-        instance_count=1,
-        instance_type="local",
-        output_path=f"file://{tmp_path / 'output'}",
-        sagemaker_session=session,
-        hyperparameters={
-            "num_classes": 3,
-            "num_training_samples": 4,
-            "use_pretrained_model": False,
-            "crop_size": 32,
-            "epochs": 1,
-            "mini_batch_size": 2,
-        },
-    )
-    estimator.fit(
-        {name: f"file://{data / name}" for name in ("train", "validation", "train_annotation", "validation_annotation")}
-    )
-
-    def jpeg(height: int, width: int, seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "JPEG")
-        return buffer.getvalue()
-
+    estimator = fitted_estimator(image, tmp_path)
     predictor = estimator.deploy(
         1, "local", serializer=IdentitySerializer("image/jpeg"), deserializer=BytesDeserializer("image/png")
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import docker, make_job, run_job
+from tests.container.conftest import docker, jpeg, make_job, run_job
 
 pytestmark = pytest.mark.container
 
@@ -42,14 +42,6 @@ def request(port: int, path: str, body: bytes | None = None, **headers: str) -> 
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
-
-
-def jpeg(height: int, width: int) -> bytes:
-    import numpy as np
-
-    buffer = io.BytesIO()
-    PIL.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def wait_for_ping(port: int, name: str, seconds: float = 120) -> None:

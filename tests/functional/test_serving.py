@@ -205,6 +205,16 @@ def test_a_body_over_the_limit_is_413_without_reading_it(app: App) -> None:
     assert response.status == 413 and "6 MB" in response.text
 
 
+@pytest.mark.parametrize(
+    ("side", "words"),
+    [(8001, "more than 64000000"), (14000, "too large")],  # over 64 Mpx; over Pillow's 178 Mpx
+)
+def test_an_image_over_64_mpx_is_413(app: App, side: int, words: str) -> None:
+    body = encoded(Image.new("1", (side, side)), "PNG")  # one bit per pixel: a few KB
+    response = call(app, "/invocations", body, content_type="image/png")
+    assert response.status == 413 and words in response.text
+
+
 def test_an_internal_fault_is_a_500_with_its_message(model: ModelFolder, caplog: pytest.LogCaptureFixture) -> None:
     """A predictor on a GPU this machine lacks: MXNet fails inside the request, the worker answers on."""
     net = load_model(model, [mx.cpu()])

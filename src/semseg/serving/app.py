@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from semseg.serving import codecs
@@ -21,8 +22,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request and batch transform's MaxPayloadInMB
 StartResponse = Callable[..., Any]
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
-REASONS |= {415: "Unsupported Media Type", 500: "Internal Server Error"}
 
 
 class App:
@@ -79,5 +78,5 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 def _reply(start_response: StartResponse, status: int, body: bytes, content_type: str) -> list[bytes]:
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(f"{status} {REASONS.get(status, '')}".strip(), headers)
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
     return [body]
