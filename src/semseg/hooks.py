@@ -1,43 +1,50 @@
-"""What a job does at the loop's events: per-epoch seeding, the managed log lines, model_best.params
-whenever mIOU improves, and a checkpoint after every epoch."""
+"""What a job does at the loop's events: per-epoch seeding, the managed log lines, the best weights whenever
+mIOU improves, and a checkpoint after every epoch. The same for every engine."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-import mxnet as mx
-
-from semseg.artifacts import save_params
-from semseg.checkpoint import CheckpointStore
+from semseg.checkpoint import CheckpointStore, EngineState
 from semseg.early_stopping import EarlyStopping
-from semseg.engine import EpochResult, Loop
 from semseg.files import BEST_PARAMS
+from semseg.fitting import EpochResult
 from semseg.report import Reporter
 
 log = logging.getLogger(__name__)
+
+
+class JobState(EngineState, Protocol):
+    def keep_best(self, model_dir: Path) -> None:
+        """The network's weights are the best so far (written as model_best.params now or at the end)."""
+
+    def restore_best(self, best: Path, model_dir: Path) -> None:
+        """A resumed job's best weights: the checkpoint's best file."""
 
 
 class JobHooks:
     def __init__(
         self,
         reporter: Reporter,
-        loop: Loop,
+        state: JobState,
         model_dir: Path,
-        seed: int,
+        seed_epoch: Callable[[int], None],
         checkpoints: CheckpointStore | None,
         early_stopping: EarlyStopping,
     ) -> None:
         self.reporter = reporter
-        self.loop = loop
+        self.state = state
         self.model_dir = model_dir
-        self.seed = seed
+        self.seed_epoch = seed_epoch
         self.checkpoints = checkpoints
         self.early_stopping = early_stopping
 
     def epoch_start(self, epoch: int) -> None:
-        # Dropout draws from MXNet's generator: a seed per epoch makes a resumed run repeat the original.
-        mx.random.seed(self.seed * 100_003 + epoch)
+        # Dropout draws from the engine's generator: a seed per epoch makes a resumed run repeat the original.
+        self.seed_epoch(epoch)
 
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
         self.reporter.progress(epoch, iterations, samples_per_sec, learning_rate)
@@ -45,7 +52,11 @@ class JobHooks:
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
         self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
         if is_best:
-            save_params(self.loop.net, self.model_dir / BEST_PARAMS)
-            log.info("Epoch %d: best validation mIOU so far, saved %s", result.epoch, BEST_PARAMS)
+            self.state.keep_best(self.model_dir)
+            log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)
         if self.checkpoints is not None:
-            self.checkpoints.save(result.epoch, self.loop.net, self.loop.trainer, self.early_stopping, is_best)
+            self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch

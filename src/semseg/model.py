@@ -17,12 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
-from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet
-from gluoncv.model_zoo.model_store import short_hash
 from mxnet.gluon import HybridBlock
 
 from semseg.config import OUTPUT_STRIDE, Config
 from semseg.errors import ClientError
+from semseg.gluoncv_import import FCN, DeepLabV3, PSPNet, short_hash
 from semseg.model_folder import ModelFolder
 
 log = logging.getLogger(__name__)

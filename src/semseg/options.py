@@ -16,6 +16,7 @@ from semseg.errors import ClientError
 from semseg.params import parse_bool
 
 MAX_DATA_WORKERS = 16  # the managed algorithm's
+ENGINES = ("mxnet", "torch")
 T = TypeVar("T")
 
 
@@ -27,6 +28,7 @@ class RunOptions:
     progress_every: int = 20  # SEMSEG_PROGRESS_EVERY: iterations between progress lines
     cpu_devices: int = 0  # SEMSEG_CPU_DEVICES=N: train data-parallel on N CPU contexts (tests, benchmarks)
     allow_cpu: bool = False  # SEMSEG_ALLOW_CPU=true: train on the CPU where GPUs are present but unusable
+    engine: str = "mxnet"  # SEMSEG_ENGINE: mxnet, or torch (the Hopper image's default)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
@@ -39,6 +41,7 @@ class RunOptions:
             progress_every=max(1, env_int(environ, "SEMSEG_PROGRESS_EVERY", 20)),
             cpu_devices=max(0, env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
             allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
+            engine=_env_engine(environ),
         )
 
     def workers_for(self, on_gpu: bool) -> int:
@@ -48,6 +51,15 @@ class RunOptions:
         if not on_gpu:
             return 0  # on the CPU the network needs every core; loading inline measured faster here
         return min(MAX_DATA_WORKERS, os.cpu_count() or 1)
+
+
+def _env_engine(environ: Mapping[str, str]) -> str:
+    engine = (environ.get("SEMSEG_ENGINE") or "mxnet").strip().lower()
+    if engine not in ENGINES:
+        raise ClientError(
+            f"Environment variable SEMSEG_ENGINE={environ['SEMSEG_ENGINE']!r} must be one of {', '.join(ENGINES)}"
+        )
+    return engine
 
 
 def env_int(environ: Mapping[str, str], name: str, default: int) -> int:

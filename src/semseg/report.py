@@ -43,16 +43,20 @@ def progress_metric_line(host: str, completed_epochs: int, epochs: int) -> str:
 
 
 class Reporter:
-    """Writes the lines for one host to the log."""
+    """Writes the lines for one host to the log (not `enabled`: the other processes of a multi-GPU job)."""
 
-    def __init__(self, host: str, epochs: int) -> None:
+    def __init__(self, host: str, epochs: int, *, enabled: bool = True) -> None:
         self.host = host
         self.epochs = epochs
+        self.enabled = enabled
 
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
-        log.info("%s", progress_notice_line(epoch, iterations, samples_per_sec, learning_rate))
+        if self.enabled:
+            log.info("%s", progress_notice_line(epoch, iterations, samples_per_sec, learning_rate))
 
     def epoch_end(self, epoch: int, train_loss: float, throughput: float, pixel_accuracy: float, miou: float) -> None:
+        if not self.enabled:
+            return
         log.info("%s", quality_line(self.host, epoch, "train loss", train_loss))
         log.info("%s", throughput_line(self.host, epoch, throughput))
         log.info("%s", quality_line(self.host, epoch, "validation pixel_accuracy", pixel_accuracy))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import semseg.gluoncv_import  # noqa: F401  # first: GluonCV refuses to import beside torch 2 otherwise
 from semseg.cli import main
 from semseg.example import make_job
 from semseg.report import METRIC_REGEXES

@@ -1,4 +1,5 @@
-"""Decoding, the Gluon dataset and the seeded batch sampler.
+"""Decoding, the data set and the seeded batch sampler: plain Python, read by either engine's DataLoader
+(semseg.data.loaders), which only needs `len` and indexing of the one and iteration of the other.
 
 Randomness: every sample gets its own seed from the sampler (drawn in the main process from the job's
 seed and the epoch), so augmentation is reproducible whatever the number of loader workers, and no two
@@ -7,13 +8,12 @@ forked workers repeat each other's random streams.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-from mxnet.gluon.data import DataLoader, Dataset, Sampler
-from mxnet.ndarray import NDArray
 from PIL import Image
 
 from semseg.data.channels import Pair
@@ -43,7 +43,7 @@ def read_mask(path: Path) -> np.ndarray:
         raise ClientError(f"Annotation {path} cannot be decoded ({exc}). Replace or remove it.") from None
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset:
     """Pairs -> (image uint8 HxWx3, class-id mask uint8 HxW) after the label map and the transform."""
 
     def __init__(self, pairs: Sequence[Pair], label_map: LabelMap, transform: Transform) -> None:
@@ -68,7 +68,7 @@ class SegmentationDataset(Dataset):
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
-class SeededBatchSampler(Sampler):
+class SeededBatchSampler:
     """Batches of (index, seed). Call `set_epoch` before each pass; same seed + epoch = same batches."""
 
     def __init__(self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int) -> None:
@@ -96,15 +96,10 @@ class SeededBatchSampler(Sampler):
             yield [(int(i), int(seeds[i])) for i in chunk]
 
 
-def make_loader(dataset: SegmentationDataset, sampler: SeededBatchSampler, workers: int) -> DataLoader:
-    """Worker processes when workers > 0 (batches in shared memory), else loading in this process."""
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
-
-
 class EpochLoader:
     """A loader whose sampler is re-seeded per epoch: `set_epoch(e)` then iterate."""
 
-    def __init__(self, loader: DataLoader, sampler: SeededBatchSampler) -> None:
+    def __init__(self, loader: Iterable[Any], sampler: SeededBatchSampler) -> None:
         self.loader = loader
         self.sampler = sampler
 
@@ -114,5 +109,5 @@ class EpochLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[tuple[NDArray, NDArray]]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.loader)

@@ -7,21 +7,29 @@ or whole images when `Config.whole_image_validation`. Batches are uint8 (normali
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from semseg.config import Config
 from semseg.data import transforms
 from semseg.data.channels import find_pairs
-from semseg.data.dataset import EpochLoader, SeededBatchSampler, SegmentationDataset, make_loader
+from semseg.data.dataset import EpochLoader, SeededBatchSampler, SegmentationDataset
 from semseg.data.labels import load_label_map
+from semseg.data.loaders import mxnet_loader
 from semseg.errors import ClientError
 from semseg.job import Job
 
 log = logging.getLogger(__name__)
 
 
-def build_loaders(job: Job, config: Config, seed: int, workers: int) -> tuple[EpochLoader, EpochLoader]:
-    """(train, validation) loaders of the job's File-mode channels."""
+MakeLoader = Callable[[SegmentationDataset, SeededBatchSampler, int], Any]
+
+
+def build_loaders(
+    job: Job, config: Config, seed: int, workers: int, make_loader: MakeLoader = mxnet_loader
+) -> tuple[EpochLoader, EpochLoader]:
+    """(train, validation) loaders of the job's File-mode channels, made by the engine's `make_loader`."""
     label_channel = job.channel("label_map")
     train_set = _dataset(job, "train", config, label_channel, _train_transform(config))
     if len(train_set) < config.mini_batch_size:
