@@ -1,5 +1,6 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
-benchmarks/out/. NAME: input_pipeline, validation, overhead, train_step, serving, gpu (skipped without a GPU).
+benchmarks/out/. NAME: input_pipeline, validation, overhead, train_step, serving, gpu (the PyTorch engine),
+gpu_mxnet (both skipped without a GPU).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
 (semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from semseg.threads import configure_openmp
 
-NAMES = ("input_pipeline", "validation", "overhead", "train_step", "serving", "gpu")
+NAMES = ("input_pipeline", "validation", "overhead", "train_step", "serving", "gpu", "gpu_mxnet")
 
 
 def main() -> None:

@@ -15,9 +15,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def device() -> str:
-    import mxnet as mx
-
-    gpus = mx.context.num_gpus()
+    """The machine in one line: GPUs, CPU model and cores, and the framework versions installed."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -26,8 +24,19 @@ def device() -> str:
                 break
     except OSError:
         pass
+    frameworks, gpus = [], 0
+    try:
+        import mxnet as mx
+
+        gpus = mx.context.num_gpus()
+        frameworks.append(f"MXNet {mx.__version__}")
+    except ImportError:  # a machine for the PyTorch engine only
+        import torch
+
+        gpus = torch.cuda.device_count()
+        frameworks.append(f"torch {torch.__version__}")
     where = f"{gpus} GPU(s)" if gpus else "CPU only"
-    return f"{where}; {cpu}, {os.cpu_count()} cores; MXNet {mx.__version__}"
+    return f"{where}; {cpu}, {os.cpu_count()} cores; {', '.join(frameworks)}"
 
 
 def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

@@ -12,13 +12,13 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-
-import mxnet as mx
-from mxnet.gluon import HybridBlock
+from typing import TYPE_CHECKING
 
 from semseg.config import Config
 from semseg.files import BEST_PARAMS, EXPORT_PREFIX, FINAL_PARAMS, HYPERPARAMS, atomic_write, copy_file, write_text
-from semseg.model import build_model
+
+if TYPE_CHECKING:  # MXNet loads only where weights are written: the torch engine's loop never imports it
+    from mxnet.gluon import HybridBlock
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ def export_symbol(config: Config, params: Path, model_dir: Path) -> Path:
     The exported graph takes 1x3xcrop_sizexcrop_size normalised input and returns per-class scores of the
     same size.
     """
+    import mxnet as mx
+
+    from semseg.model import build_model
+
     plain = replace(config, use_pretrained_model=False, syncbn=False)
     net = build_model(plain, [mx.cpu()], aux=False)
     net.load_parameters(str(params), ctx=mx.cpu(), ignore_extra=True)

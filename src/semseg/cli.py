@@ -141,13 +141,14 @@ def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
     config = Config.from_hyperparameters(job.hyperparameters)
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
+    from semseg.training import train  # the engine's framework loads inside, after the configuration checks
+
     try:
-        from semseg.training import train  # imported late: MXNet and GluonCV take seconds to load
-    except OSError as exc:
+        train(job, config, environ, stop)
+    except OSError as exc:  # the GPU image's MXNet cannot load without the driver's libcuda.so.1
         if "libcuda.so" not in str(exc):
             raise
         raise ClientError(NO_DRIVER) from None
-    train(job, config, environ, stop)
 
 
 def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) -> int:

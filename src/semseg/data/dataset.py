@@ -69,9 +69,16 @@ class SegmentationDataset:
 
 
 class SeededBatchSampler:
-    """Batches of (index, seed). Call `set_epoch` before each pass; same seed + epoch = same batches."""
+    """Batches of (index, seed). Call `set_epoch` before each pass; same seed + epoch = same batches.
 
-    def __init__(self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int) -> None:
+    `shard` = (rank, processes): this process's share of every batch (samples rank, rank + processes, ...),
+    for one process per GPU; the batches, their order and the seeds are those of the whole job.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int, shard: tuple[int, int] = (0, 1)
+    ) -> None:
+        self.shard = shard
         self.size = size
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -92,8 +99,9 @@ class SeededBatchSampler:
         order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         seeds = rng.integers(0, 2**31 - 1, size=self.size)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            yield [(int(i), int(seeds[i])) for i in chunk]
+            chunk = order[start : start + self.batch_size][self.shard[0] :: self.shard[1]]
+            if len(chunk):
+                yield [(int(i), int(seeds[i])) for i in chunk]
 
 
 class EpochLoader:

@@ -27,9 +27,15 @@ MakeLoader = Callable[[SegmentationDataset, SeededBatchSampler, int], Any]
 
 
 def build_loaders(
-    job: Job, config: Config, seed: int, workers: int, make_loader: MakeLoader = mxnet_loader
+    job: Job,
+    config: Config,
+    seed: int,
+    workers: int,
+    make_loader: MakeLoader = mxnet_loader,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[EpochLoader, EpochLoader]:
-    """(train, validation) loaders of the job's File-mode channels, made by the engine's `make_loader`."""
+    """(train, validation) loaders of the job's File-mode channels, made by the engine's `make_loader`;
+    `shard` = (rank, processes) gives one process of a multi-GPU job its share of every batch."""
     label_channel = job.channel("label_map")
     train_set = _dataset(job, "train", config, label_channel, _train_transform(config))
     if len(train_set) < config.mini_batch_size:
@@ -48,9 +54,11 @@ def build_loaders(
         transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     )
     validation_set = _dataset(job, "validation", config, label_channel, validation_transform)
-    train_sampler = SeededBatchSampler(len(train_set), config.mini_batch_size, shuffle=True, drop_last=True, seed=seed)
+    train_sampler = SeededBatchSampler(
+        len(train_set), config.mini_batch_size, shuffle=True, drop_last=True, seed=seed, shard=shard
+    )
     validation_sampler = SeededBatchSampler(
-        len(validation_set), config.validation_mini_batch_size, shuffle=False, drop_last=False, seed=seed
+        len(validation_set), config.validation_mini_batch_size, shuffle=False, drop_last=False, seed=seed, shard=shard
     )
     log.info("Data loading: %d worker process(es)", workers)
     return (

@@ -28,15 +28,22 @@ def _is_norm(net: nn.Module, name: str) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
-def to_gluon(net: nn.Module) -> dict[str, np.ndarray]:
-    """The network's weights as Gluon names -> float32 numpy arrays (what GluonCV's parameter file holds)."""
-    out = {}
-    for name, tensor in net.state_dict().items():
-        if name.endswith(_TORCH_ONLY):
-            continue
-        key = _rename(name, _TO_GLUON) if _is_norm(net, name) else name
-        out[key] = tensor.detach().to("cpu", torch.float32).numpy().copy()
-    return out
+def gluon_names(net: nn.Module) -> dict[str, str]:
+    """state_dict key -> Gluon parameter name, for every tensor a GluonCV parameter file holds."""
+    return {
+        name: (_rename(name, _TO_GLUON) if _is_norm(net, name) else name)
+        for name in net.state_dict()
+        if not name.endswith(_TORCH_ONLY)
+    }
+
+
+def to_gluon(net: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
+    """The network's weights (or `state`, a state_dict of it) as Gluon names -> float32 numpy arrays."""
+    tensors = net.state_dict() if state is None else state
+    return {
+        gluon: tensors[name].detach().to("cpu", torch.float32).numpy().copy()
+        for name, gluon in gluon_names(net).items()
+    }
 
 
 def from_gluon(net: nn.Module, arrays: Mapping[str, np.ndarray], *, strict: bool = True) -> list[str]:
@@ -45,11 +52,7 @@ def from_gluon(net: nn.Module, arrays: Mapping[str, np.ndarray], *, strict: bool
     Raises ValueError naming a missing or mis-shaped tensor (`strict`: every tensor of `net` must be there).
     """
     state = net.state_dict()
-    wanted = {
-        (_rename(name, _TO_GLUON) if _is_norm(net, name) else name): name
-        for name in state
-        if not name.endswith(_TORCH_ONLY)
-    }
+    wanted = {gluon: name for name, gluon in gluon_names(net).items()}
     missing = [g for g in wanted if g not in arrays]
     if strict and missing:
         raise ValueError(f"{len(missing)} tensors missing, e.g. {missing[0]}")
