@@ -35,14 +35,17 @@ class MXNetBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose running variance follows MXNet's: the batch's biased variance (PyTorch's own uses the
     unbiased one, n/(n-1) larger; that matters where n is small, e.g. ASPP's pooled branch, n = batch size).
 
-    The fused kernel normalises with the biased variance either way and hands back the batch mean and
-    1/sqrt(var + eps), so the running statistics are updated from those: no extra pass over the data.
+    The batch-norm kernel PyTorch picks (cuDNN on GPUs) normalises with the biased variance either way and
+    hands back the batch mean and 1/sqrt(var + eps), so the running statistics are updated from those: no
+    extra pass over the data.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        out, mean, invstd = torch.ops.aten.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
+        out, mean, invstd, _, _ = torch.ops.aten._batch_norm_impl_index(
+            x, self.weight, self.bias, None, None, True, 0.0, self.eps, torch.backends.cudnn.enabled
+        )
         momentum = self.momentum if self.momentum is not None else BN_MOMENTUM
         with torch.no_grad():
             assert self.running_mean is not None and self.running_var is not None
