@@ -1,8 +1,11 @@
 # SageMaker-compatible semantic segmentation training image (MXNet 1.9.1, GluonCV 0.10.5).
 #   GPU (default):  docker build -t semseg:gpu .
 #   CPU:            docker build -t semseg:cpu --build-arg FLAVOUR=cpu .
-# Both flavours: Debian bookworm, Python 3.11, one virtual environment from a hashed lock
-# (docker/requirements-<FLAVOUR>.lock). The GPU lock pins mxnet-cu117==1.9.1 and the CUDA 11.7 runtime
+#   Hopper (H100/H200 and newer; the PyTorch engine):
+#                   docker build -t semseg:hopper --build-arg FLAVOUR=hopper --build-arg ENGINE=torch .
+# All flavours: Debian bookworm, Python 3.11, one virtual environment from a hashed lock
+# (docker/requirements-<FLAVOUR>.lock). The Hopper lock pins torch 2.5.1 with its CUDA 12.4 wheels (code for
+# sm_50-sm_90) and the CPU mxnet, which only reads and writes GluonCV's parameter files. The GPU lock pins mxnet-cu117==1.9.1 and the CUDA 11.7 runtime
 # libraries it needs as NVIDIA's wheels (cuBLAS, cuDNN 8.5, NCCL 2.14, ...), so no CUDA base image is needed;
 # the driver (libcuda.so.1, nvidia-smi) comes from the host's NVIDIA runtime on SageMaker GPU instances and
 # with `docker run --gpus all`. MXNet 1.9.1's GPU code covers compute capability 5.0-8.6: see the README.
@@ -19,6 +22,7 @@ RUN python3 -m venv /tmp/build && /tmp/build/bin/pip wheel --no-deps --wheel-dir
 
 FROM ${BASE_IMAGE} AS runtime
 ARG FLAVOUR=gpu
+ARG ENGINE=mxnet
 ARG PREFETCH_WEIGHTS=1
 # MXNET_CUDNN_AUTOTUNE_DEFAULT=1: training shapes are fixed (crop_size), so cuDNN's one-off search for the
 # fastest convolution algorithms pays back; MXNET_GPU_MEM_POOL_TYPE=Round: whole-image validation feeds
@@ -30,6 +34,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MXNET_HOME=/opt/mxnet \
+    SEMSEG_ENGINE=${ENGINE} \
     MXNET_CUDNN_AUTOTUNE_DEFAULT=1 \
     MXNET_GPU_MEM_POOL_TYPE=Round
 # libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases)
@@ -68,4 +73,5 @@ LABEL org.opencontainers.image.title="semseg" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
-      com.semseg.flavour="${FLAVOUR}"
+      com.semseg.flavour="${FLAVOUR}" \
+      com.semseg.engine="${ENGINE}"

@@ -4,12 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TORCH_STAMP := $(VENV)/.torch-stamp
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed-stamp
 DEMO_DIR := demo/opt_ml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-container lint format bench image-cpu image-gpu clean
+.PHONY: setup demo test test-fast test-container lint format bench image-cpu image-gpu image-hopper clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +19,17 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyprojec
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# The PyTorch engine's tests and type checks need torch (a 2.5 GB download with its CUDA wheels); the demo does not.
+$(TORCH_STAMP): $(STAMP) requirements-torch.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-torch.txt
+	touch $(TORCH_STAMP)
+
 $(SDK_STAMP): requirements-sdk.txt
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk.txt
 	touch $(SDK_STAMP)
 
-setup: $(STAMP) $(SDK_STAMP)
+setup: $(STAMP) $(TORCH_STAMP) $(SDK_STAMP)
 
 ## demo: make a small built-in data set and run a real CPU training job on it through `train`
 demo: $(STAMP)
@@ -35,22 +41,23 @@ demo: $(STAMP)
 	@echo "Validation mIOU per epoch (all metric lines are in demo/train.log):"
 	@grep -o 'epoch: [0-9]*, validation mIOU: [0-9.]*' demo/train.log
 
-## test: the whole suite: unit, functional (real MXNet on CPU) and container tests (real Docker + SDK)
-test: $(STAMP)
+## test: the whole suite: unit, functional (real MXNet and PyTorch on CPU) and container tests (real Docker + SDK)
+test: $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/functional $(PYTEST_ARGS)
 	$(MAKE) test-container
 
 ## test-fast: unit and functional tests without the slow ones (no Docker)
-test-fast: $(STAMP)
+test-fast: $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/functional $(PYTEST_ARGS)
 
 test-container: $(SDK_STAMP)
 	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
 	GPU_IMAGE=$$(bash docker/build.sh gpu | tail -n 1) && \
-	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE \
+	HOPPER_IMAGE=$$(bash docker/build.sh hopper | tail -n 1) && \
+	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_HOPPER_IMAGE=$$HOPPER_IMAGE \
 	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(TORCH_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -59,7 +66,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
+bench: $(TORCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 ## image-cpu: Docker engine, local base image and the CPU image, on a fresh machine; prints the tag last
@@ -69,6 +76,10 @@ image-cpu:
 ## image-gpu: the same for the GPU image (CUDA libraries from NVIDIA's wheels); prints the tag last
 image-gpu:
 	@bash docker/build.sh gpu
+
+## image-hopper: the Hopper flavour (H100/H200 and newer): the PyTorch engine, torch with CUDA 12 wheels
+image-hopper:
+	@bash docker/build.sh hopper
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) demo .pytest_cache .mypy_cache .ruff_cache

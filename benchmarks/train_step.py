@@ -9,7 +9,8 @@ per-iteration host sync) in the environment the `train` entry point sets up (sem
 Each variant runs in a worker process of its own (the OpenMP thread count is fixed when MXNet loads);
 the workers build and warm up once, then the parent asks them for timed passes in turn (A B C A B C ...).
 A third variant, the reference loop with our thread setting, separates the loop's own gain from the
-setting's.
+setting's. A fourth, the PyTorch engine (SEMSEG_ENGINE=torch: semseg.torchengine.loop.TorchLoop, same
+thread setting as ours), puts the two engines side by side on the same machine in the same run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 from benchmarks.common import median, save, table
 from semseg.threads import configure_openmp
 
-VARIANTS = ("ours", "reference", "reference_our_threads")
-COLUMNS = ("algorithm", "ours", "reference", "ratio", "reference_our_threads", "ratio_same_threads")
+VARIANTS = ("ours", "reference", "reference_our_threads", "torch")
+COLUMNS = (
+    "algorithm", "ours", "reference", "ratio", "reference_our_threads", "ratio_same_threads", "torch", "torch_vs_ours"
+)  # fmt: skip
 
 
 def variant_env(variant: str) -> dict[str, str]:
@@ -48,8 +51,11 @@ class Worker:
         precision: str = "float32",
     ) -> None:
         args = [variant, algorithm, str(crop), str(batch), str(iterations), device, precision]
+        command = [sys.executable, "-m", "benchmarks.train_step_worker", *args]
+        if variant == "torch":  # the PyTorch engine, CPU only here (benchmarks/gpu.py measures it on GPUs)
+            command = [sys.executable, "-m", "benchmarks.train_step_torch_worker", *args[1:5]]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.train_step_worker", *args],
+            command,
             env=variant_env(variant),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -96,6 +102,7 @@ def measure(algorithm: str, crop: int, batch: int, iterations: int, rounds: int)
         **rates,
         "ratio": rates["ours"] / rates["reference"],
         "ratio_same_threads": rates["ours"] / rates["reference_our_threads"],
+        "torch_vs_ours": rates["torch"] / rates["ours"],
         "threads": {variant: worker.threads for variant, worker in workers.items()},
         "runs": runs,
     }
@@ -111,7 +118,16 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         table(
             "Training throughput (images/s), ours vs plain GluonCV loop, resnet-50, batch 4, crop 240 "
             f"(OpenMP threads: ours {threads['ours']}, reference: {threads['reference']}, half the CPUs on x86)",
-            ["algorithm", "ours", "reference", "ratio", "reference, our threads", "ratio, same threads"],
+            [
+                "algorithm",
+                "ours",
+                "reference",
+                "ratio",
+                "reference, our threads",
+                "ratio, same threads",
+                "torch engine",
+                "torch/ours",
+            ],
             [[r[key] for key in COLUMNS] for r in results],
         )
     )

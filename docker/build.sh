@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# `make image-cpu` / `make image-gpu`: on a fresh machine, install and start a Docker engine, make a local
-# Debian base image, and build the CPU or GPU flavour of the one Dockerfile on it.
-#   docker/build.sh cpu|gpu       progress goes to stderr; the last line on stdout is the tag
+# `make image-cpu` / `make image-gpu` / `make image-hopper`: on a fresh machine, install and start a Docker
+# engine, make a local Debian base image, and build that flavour of the one Dockerfile on it.
+#   docker/build.sh cpu|gpu|hopper    progress goes to stderr; the last line on stdout is the tag
 #
 # Test set-up only (never in the Dockerfile): Docker Hub is unreachable here, so the base image is made with
 # debootstrap; and pip inside the build reaches the package index only through this machine's TLS set-up, so
 # the host's CA bundle is copied into that local base image, with a `cert =` line in its /etc/pip.conf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLAVOUR=${1:?usage: docker/build.sh cpu|gpu}
-case "$FLAVOUR" in cpu | gpu) ;; *) echo "usage: docker/build.sh cpu|gpu" >&2; exit 2 ;; esac
+FLAVOUR=${1:?usage: docker/build.sh cpu|gpu|hopper}
+case "$FLAVOUR" in
+  cpu | gpu) ENGINE=mxnet ;;
+  hopper) ENGINE=torch ;;
+  *) echo "usage: docker/build.sh cpu|gpu|hopper" >&2; exit 2 ;;
+esac
 BASE=${SEMSEG_BASE_IMAGE:-semseg-base:bookworm}
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo dev)
 if [ -n "$(git status --porcelain 2>/dev/null)" ]; then revision="$revision-dirty"; fi
@@ -60,7 +64,8 @@ ensure_engine
 ensure_base
 log "building $TAG"
 DOCKER_BUILDKIT=0 docker build --network host \
-  --build-arg BASE_IMAGE="$BASE" --build-arg FLAVOUR="$FLAVOUR" --build-arg PREFETCH_WEIGHTS=0 \
+  --build-arg BASE_IMAGE="$BASE" --build-arg FLAVOUR="$FLAVOUR" --build-arg ENGINE="$ENGINE" \
+  --build-arg PREFETCH_WEIGHTS=0 \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --build-arg VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/semseg/__init__.py)" \
   -t "$TAG" . >&2

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the image's hashed requirement locks from requirements.txt, requirements-nodeps.txt and, for
-# the GPU flavour, docker/requirements-cuda.txt.
-#   docker/lock.sh            (needs the package index; uses uv in a throw-away environment)
-# requirements-cpu.lock: mxnet (CPU wheel); requirements-gpu.lock: mxnet-cu117 and the CUDA 11 runtime wheels.
-# Both are complete (gluoncv's real needs included), so the image installs them with --no-deps.
+# the GPU flavour, docker/requirements-cuda.txt, for the Hopper flavour requirements-torch.txt.
+#   docker/lock.sh [cpu] [gpu] [hopper]     (default: all three; needs the package index; uses uv in a
+#                                            throw-away environment)
+# requirements-cpu.lock: mxnet (CPU wheel); requirements-gpu.lock: mxnet-cu117 and the CUDA 11 runtime wheels;
+# requirements-hopper.lock: the CPU mxnet (artifact IO only) and torch with its CUDA 12 wheels.
+# All are complete (gluoncv's real needs included), so the image installs them with --no-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_MXNET=${GPU_MXNET:-mxnet-cu117==1.9.1}
@@ -28,6 +30,14 @@ compile() {  # $1: output lock, then the extra requirement files or lines
 }
 echo "mxnet==1.9.1" > "$tmp/cpu.in"
 echo "$GPU_MXNET" > "$tmp/gpu.in"
-compile docker/requirements-cpu.lock "$tmp/cpu.in"
-compile docker/requirements-gpu.lock "$tmp/gpu.in" docker/requirements-cuda.txt
-echo "wrote docker/requirements-cpu.lock docker/requirements-gpu.lock"
+for flavour in "${@:-cpu gpu hopper}"; do
+  for one in $flavour; do
+    case "$one" in
+      cpu) compile docker/requirements-cpu.lock "$tmp/cpu.in" ;;
+      gpu) compile docker/requirements-gpu.lock "$tmp/gpu.in" docker/requirements-cuda.txt ;;
+      hopper) compile docker/requirements-hopper.lock "$tmp/cpu.in" requirements-torch.txt ;;
+      *) echo "unknown flavour $one (cpu, gpu, hopper)" >&2; exit 2 ;;
+    esac
+    echo "wrote docker/requirements-$one.lock"
+  done
+done

@@ -41,7 +41,7 @@ class RunOptions:
             progress_every=max(1, env_int(environ, "SEMSEG_PROGRESS_EVERY", 20)),
             cpu_devices=max(0, env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
             allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
-            engine=_env_engine(environ),
+            engine=engine_from(environ),
         )
 
     def workers_for(self, on_gpu: bool) -> int:
@@ -53,7 +53,8 @@ class RunOptions:
         return min(MAX_DATA_WORKERS, os.cpu_count() or 1)
 
 
-def _env_engine(environ: Mapping[str, str]) -> str:
+def engine_from(environ: Mapping[str, str]) -> str:
+    """SEMSEG_ENGINE: `mxnet` (default) or `torch`."""
     engine = (environ.get("SEMSEG_ENGINE") or "mxnet").strip().lower()
     if engine not in ENGINES:
         raise ClientError(

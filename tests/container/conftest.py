@@ -1,6 +1,6 @@
-"""The real images, a real Docker engine. The CPU image comes from $SEMSEG_IMAGE and the GPU image from
-$SEMSEG_GPU_IMAGE (make test-container builds both with docker/build.sh); without them, the fixtures build
-them the same way."""
+"""The real images, a real Docker engine. The CPU image comes from $SEMSEG_IMAGE, the GPU image from
+$SEMSEG_GPU_IMAGE and the Hopper image from $SEMSEG_HOPPER_IMAGE (make test-container builds all three with
+docker/build.sh); without them, the fixtures build them the same way."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def image() -> str:
 @pytest.fixture(scope="session")
 def gpu_image() -> str:
     return built_image("SEMSEG_GPU_IMAGE", "gpu")
+
+
+@pytest.fixture(scope="session")
+def hopper_image() -> str:
+    return built_image("SEMSEG_HOPPER_IMAGE", "hopper")
 
 
 def make_job(image: str, base: Path, hyperparameters: dict[str, Any] | None = None, images: int = 4) -> Path:

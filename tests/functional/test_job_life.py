@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 GRACE_SECONDS = 120  # SageMaker sends SIGKILL this long after SIGTERM
 
 
-def start_training(base: Path) -> subprocess.Popen[str]:
+def start_training(base: Path, engine: str = "mxnet") -> subprocess.Popen[str]:
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", "PYTHONUNBUFFERED": "1"}
+    env["SEMSEG_ENGINE"] = engine
     return subprocess.Popen(
         [sys.executable, "-m", "semseg", "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -52,9 +53,10 @@ def checkpointed_job(tmp_path: Path, name: str, epochs: int = 4) -> Path:
     return base
 
 
-def test_sigterm_mid_epoch_saves_and_exits_within_the_grace_period(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine, best", [("mxnet", "best.params"), ("torch", "best.pt")])
+def test_sigterm_mid_epoch_saves_and_exits_within_the_grace_period(tmp_path: Path, engine: str, best: str) -> None:
     base = checkpointed_job(tmp_path, "job")
-    proc = start_training(base)
+    proc = start_training(base, engine)
     wait_for(proc, "epoch: 1, validation mIOU")
     wait_for(proc, "#progress_notice. epoch: 2, iterations: 1 ")
     sent = time.monotonic()
@@ -64,21 +66,22 @@ def test_sigterm_mid_epoch_saves_and_exits_within_the_grace_period(tmp_path: Pat
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "Training stopped by signal 15" in out
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (base / "model").iterdir()}
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["best.params", "epoch-0001"]
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == [best, "epoch-0001"]
     assert not (base / "output" / "failure").exists()
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, train_job) -> None:
-    whole = train_job(base=checkpointed_job(tmp_path, "whole"))
+@pytest.mark.parametrize("engine", ["mxnet", "torch"])
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, train_job, engine: str) -> None:
+    whole = train_job(base=checkpointed_job(tmp_path, "whole"), env={"SEMSEG_ENGINE": engine})
     assert whole.code == 0, whole.failure
 
     base = checkpointed_job(tmp_path, "resumed")
-    proc = start_training(base)
+    proc = start_training(base, engine)
     wait_for(proc, "epoch: 1, validation mIOU")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=GRACE_SECONDS)
     assert proc.returncode == 143
-    resumed = train_job(base=base)
+    resumed = train_job(base=base, env={"SEMSEG_ENGINE": engine})
     assert resumed.code == 0, resumed.failure
     assert any("Resuming from checkpoint" in m and "epoch-0001" in m for m in resumed.messages)
     assert len(resumed.metric("validation:mIOU")) == 2, "epochs 2 and 3 only"

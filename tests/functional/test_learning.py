@@ -22,9 +22,10 @@ def majority_class_miou(base: Path, num_classes: int) -> float:
     return confusion(num_classes, (labels, np.full_like(labels, majority))).miou
 
 
-def test_miou_rises_well_above_chance(train_job) -> None:
+@pytest.mark.parametrize("engine", ["mxnet", "torch"])
+def test_miou_rises_well_above_chance(train_job, engine: str) -> None:
     hp = {**LEARNING_HYPERPARAMETERS, "epochs": 8, "num_training_samples": 32, "validation_mini_batch_size": 4}
-    run = train_job(hp, images=32, validation_images=4, size=48)
+    run = train_job(hp, env={"SEMSEG_ENGINE": engine}, images=32, validation_images=4, size=48)
     assert run.code == 0, run.failure
     chance = majority_class_miou(run.base, 3)
     mious = run.metric("validation:mIOU")

@@ -20,10 +20,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from semseg.devices import check_supported, visible_gpus
+from semseg.devices import Gpu, check_supported, visible_gpus
 from semseg.job import JobPaths
 from semseg.model_folder import ModelFolder, read_model_folder
-from semseg.options import env_int
+from semseg.options import engine_from, env_int
 from semseg.serving.app import App
 from semseg.threads import recommended_threads
 
@@ -63,8 +63,12 @@ def serve(environ: Mapping[str, str]) -> None:
     """Check the model and the GPUs, then run the server until it is stopped (gunicorn exits the process)."""
     model_dir = JobPaths.from_environ(environ).model_dir
     folder = read_model_folder(model_dir, f"the model folder {model_dir}")
-    gpus = visible_gpus()
-    check_supported(gpus)
+    if engine_from(environ) == "torch":  # the Hopper image: its MXNet (which serves) is the CPU build
+        gpus: list[Gpu] = []
+        log.info("SEMSEG_ENGINE=torch: serving with the image's CPU MXNet, on the CPU")
+    else:
+        gpus = visible_gpus()
+        check_supported(gpus)
     settings = ServeSettings.from_environ(environ, len(gpus), recommended_threads())
     if not gpus:
         os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads_per_worker))

@@ -189,6 +189,8 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan) -> Outcom
     device = torch.device("cuda", local) if plan.kind == "cuda" else torch.device("cpu")
     if plan.kind == "cuda":
         torch.cuda.set_device(device)
+    else:  # the processes share the cores
+        torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
     dist.init_process_group(plan.backend)
     stop = StopFlag()
     try:

@@ -1,0 +1,65 @@
+"""The Hopper image, checked as far as a machine without a GPU allows: PyTorch's CUDA libraries resolve from
+NVIDIA's wheels and carry Hopper code, the image defaults to the PyTorch engine, and a job in it trains on the
+CPU with the managed metric lines and GluonCV artifacts (written by the CPU MXNet it carries for that)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.container.conftest import docker, make_job, run_job
+
+pytestmark = pytest.mark.container
+
+LIBTORCH_CUDA = "/opt/venv/lib/python3.11/site-packages/torch/lib/libtorch_cuda.so"
+
+
+def python(image: str, code: str) -> subprocess.CompletedProcess[str]:
+    return docker("run", "--rm", "--network", "none", "--entrypoint", "/opt/venv/bin/python", image, "-c", code)
+
+
+def test_every_library_of_torch_resolves_from_the_cuda_wheels(hopper_image: str) -> None:
+    ldd = docker("run", "--rm", "--network", "none", "--entrypoint", "ldd", hopper_image, LIBTORCH_CUDA).stdout
+    assert "not found" not in ldd, ldd
+    for library in ("libcudart.so.12", "libcublas.so.12", "libcudnn.so.9", "libnccl.so.2"):
+        assert f"{library} => /opt/venv/lib/python3.11/site-packages/torch/lib/../../nvidia/" in ldd, library
+
+
+def test_torch_has_hopper_code_and_the_engine_is_torch(hopper_image: str) -> None:
+    code = (
+        "import json, os, torch, mxnet\n"
+        "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'mxnet': mxnet.__version__,\n"
+        "  'arches': torch._C._cuda_getArchFlags().split(), 'engine': os.environ.get('SEMSEG_ENGINE')}))\n"
+    )
+    out = json.loads(python(hopper_image, code).stdout.strip().splitlines()[-1])
+    assert out["torch"].startswith("2.5.1") and out["cuda"] == "12.4" and out["mxnet"] == "1.9.1"
+    assert "sm_90" in out["arches"] and out["engine"] == "torch"
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", hopper_image).stdout)
+    assert labels["com.semseg.flavour"] == "hopper" and labels["com.semseg.engine"] == "torch"
+
+
+def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_image: str, tmp_path: Path) -> None:
+    base = make_job(hopper_image, tmp_path / "ml", {"epochs": "2"})
+    done = run_job(hopper_image, base)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count(", validation mIOU: ") == 2 and "#throughput_metric" in done.stdout
+    model = base / "model"
+    assert {"model_algo-1", "model_best.params", "hyperparams.json", "model-symbol.json"} <= {
+        p.name for p in model.iterdir()
+    }
+    # the artifacts load in plain GluonCV, inside the image (the test client has no MXNet)
+    code = (
+        "import semseg.gluoncv_import, mxnet as mx\n"
+        "from gluoncv.model_zoo import FCN\n"
+        "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
+        "net.load_parameters('/opt/ml/model/model_best.params')\n"
+        "print(net(mx.nd.zeros((1, 3, 32, 32)))[0].shape)\n"
+    )
+    loaded = docker(
+        "run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", "--entrypoint", "/opt/venv/bin/python",
+        hopper_image, "-c", code,
+    )  # fmt: skip
+    assert loaded.stdout.strip().splitlines()[-1] == "(1, 3, 32, 32)"

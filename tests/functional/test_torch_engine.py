@@ -1,0 +1,198 @@
+"""The PyTorch engine (SEMSEG_ENGINE=torch) against MXNet/GluonCV on the CPU: the same networks, the same update
+rules and schedules, BatchNorm's running statistics, and jobs whose artifacts are GluonCV's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+import torch
+from gluoncv.model_zoo import FCN
+
+from semseg import optim
+from semseg.config import Config
+from semseg.model import build_model
+from semseg.schedule import Schedule
+from semseg.torchengine.convert import from_gluon, to_gluon
+from semseg.torchengine.models import MXNetBatchNorm, SegmentationNet
+from semseg.torchengine.optim import MXNetOptimizer
+from tests.functional.test_model import evaluate_plain
+
+TORCH = {"SEMSEG_ENGINE": "torch"}
+
+
+def randomized(net: mx.gluon.Block, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random BatchNorm statistics and affine parameters (fresh ones are 0/1 and would hide a mix-up)."""
+    rng = np.random.default_rng(seed)
+    for name, param in net._collect_params_with_prefix().items():
+        if name.endswith("running_mean") or name.endswith("beta"):
+            param.set_data(mx.nd.array(rng.normal(0, 0.1, param.shape)))
+        elif name.endswith("running_var"):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, param.shape)))
+        elif name.endswith("gamma"):
+            param.set_data(mx.nd.array(rng.normal(0.5, 0.1, param.shape)))
+    return {name: p.data().asnumpy() for name, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.parametrize("backbone", ["resnet-50", "resnet-101"])
+@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
+def test_networks_reproduce_gluoncv(algorithm: str, backbone: str) -> None:
+    config = Config(
+        num_classes=5, num_training_samples=4, crop_size=48, algorithm=algorithm, backbone=backbone,
+        use_pretrained_model=False,
+    )  # fmt: skip
+    gluon = build_model(config, [mx.cpu()])
+    gluon(mx.nd.zeros((1, 3, 48, 48)))
+    arrays = randomized(gluon)
+    net = SegmentationNet(algorithm, backbone, 5).eval()
+    assert from_gluon(net, arrays) == []
+    assert set(to_gluon(net)) == set(arrays)
+    x = np.random.default_rng(1).normal(size=(2, 3, 48, 48)).astype("float32")
+    with torch.no_grad():
+        ours = [o.numpy() for o in net(torch.from_numpy(x))]
+    theirs = [o.asnumpy() for o in gluon(mx.nd.array(x))]
+    for mine, reference in zip(ours, theirs, strict=True):  # main head and aux head
+        assert np.abs(mine - reference).max() / np.abs(reference).max() < 1e-4
+        assert (mine.argmax(axis=1) == reference.argmax(axis=1)).all()
+
+
+def test_batchnorm_running_statistics_and_gradients_are_mxnets() -> None:
+    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype("float32")  # n = 8: biased != unbiased
+    g = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    gluon = mx.gluon.nn.BatchNorm(in_channels=3)
+    gluon.initialize()
+    xm = mx.nd.array(x)
+    xm.attach_grad()
+    with mx.autograd.record():
+        ym = gluon(xm)
+    ym.backward(mx.nd.array(g))
+    ours = MXNetBatchNorm(3)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = ours(xt)
+    yt.backward(torch.from_numpy(g))
+    assert ours.running_var is not None and ours.running_mean is not None and xt.grad is not None
+    assert np.allclose(ours.running_var.numpy(), gluon.running_var.data().asnumpy(), atol=1e-7)
+    assert np.allclose(ours.running_mean.numpy(), gluon.running_mean.data().asnumpy(), atol=1e-7)
+    assert np.allclose(yt.detach().numpy(), ym.asnumpy(), atol=1e-6)
+    assert np.allclose(xt.grad.numpy(), xm.grad.asnumpy(), atol=1e-6)
+
+
+OPTIMIZER_SETTINGS = {
+    "sgd": {"momentum": 0.9},
+    "nag": {"momentum": 0.9},
+    "adam": {},
+    "adagrad": {},
+    "rmsprop": {"gamma1": 0.95, "gamma2": 0.8},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIMIZER_SETTINGS))
+def test_optimizer_updates_are_mxnets(kind: str) -> None:
+    """Three updates with a changing learning rate, weight decay, rescale_grad and a head lr_mult of 10."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(5,)).astype("float32")]
+    grads = [[rng.normal(size=w.shape).astype("float32") for w in start] for _ in range(3)]
+    settings = OPTIMIZER_SETTINGS[kind]
+    extra = {"centered": True} if kind == "rmsprop" else {}
+    reference = mx.optimizer.create(kind, learning_rate=0.1, wd=1e-3, rescale_grad=0.25, **settings, **extra)
+    reference.set_lr_mult({1: 10.0})
+    updater = mx.optimizer.get_updater(reference)
+    theirs = [mx.nd.array(w) for w in start]
+    ours = [torch.tensor(w) for w in start]
+    groups = [{"params": [ours[0]], "lr_mult": 1.0}, {"params": [ours[1]], "lr_mult": 10.0}]
+    optimizer = MXNetOptimizer(groups, kind, lr=0.1, wd=1e-3, **settings)
+    optimizer.rescale_grad = 0.25
+    for step, lr in zip(grads, [0.1, 0.05, 0.02], strict=True):
+        reference.lr = lr
+        for i, (weight, grad) in enumerate(zip(theirs, step, strict=True)):
+            updater(i, mx.nd.array(grad), weight)
+        for weight, grad in zip(ours, step, strict=True):
+            weight.grad = torch.tensor(grad)
+        optimizer.set_lr(lr)
+        optimizer.step()
+    for mine, reference_weight in zip(ours, theirs, strict=True):
+        expected = reference_weight.asnumpy()
+        assert np.abs(mine.numpy() - expected).max() / np.abs(expected).max() < 1e-5
+        assert not np.allclose(expected, start[0] if expected.shape == start[0].shape else start[1])
+
+
+@pytest.mark.parametrize(
+    "scheduler, extra",
+    [("poly", {}), ("cosine", {}), ("step", {"lr_scheduler_step": "1,3", "lr_scheduler_factor": "0.5"})],
+)
+def test_schedules_are_mxnets(scheduler: str, extra: dict[str, str]) -> None:
+    config = Config.from_hyperparameters(
+        {"num_classes": "3", "num_training_samples": "12", "mini_batch_size": "4", "epochs": "5",
+         "learning_rate": "0.1", "lr_scheduler": scheduler, **extra}
+    )  # fmt: skip
+    reference = optim.lr_scheduler(config)
+    ours = Schedule(config)
+    for update in range(1, 20):  # 15 updates in the run, and past its end
+        assert ours(update) == pytest.approx(reference(update), rel=1e-9, abs=1e-12), update
+
+
+def test_torch_job_writes_gluoncv_artifacts_that_reproduce_the_logged_miou(train_job) -> None:
+    run = train_job({"epochs": 2}, env=TORCH, images=4)
+    assert run.code == 0, run.failure
+    assert any("Exported" in m for m in run.messages)
+    assert run.model_files == {"model_algo-1", "model_best.params", "hyperparams.json", "model-symbol.json",
+                               "model-0000.params"}  # fmt: skip
+    mious = run.metric("validation:mIOU")
+    assert len(mious) == 2 and len(run.metric("train:loss")) == 2 and len(run.metric("train:throughput")) == 2
+    # the README's snippet: plain GluonCV, no code of ours; MXNet's float arithmetic is not PyTorch's, so
+    # a handful of pixels on a class boundary may flip
+    plain = FCN(nclass=3, backbone="resnet50", pretrained_base=False, crop_size=32)
+    plain.load_parameters(str(run.base / "model" / "model_algo-1"))
+    assert evaluate_plain(lambda x: plain(x)[0], run.base, 3, 32) == pytest.approx(mious[-1], abs=1e-3)
+    plain.load_parameters(str(run.base / "model" / "model_best.params"))
+    assert evaluate_plain(lambda x: plain(x)[0], run.base, 3, 32) == pytest.approx(max(mious), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_models_seed_jobs_across_engines(tmp_path: Path, train_job) -> None:
+    from semseg.example import make_job
+    from tests.functional.test_job_life import model_tar
+
+    for first_engine, second_engine in (("mxnet", "torch"), ("torch", "mxnet")):
+        first = train_job({"epochs": 1}, env={"SEMSEG_ENGINE": first_engine}, images=4)
+        assert first.code == 0, first.failure
+        base = make_job(tmp_path / f"from-{first_engine}", images=4, size=32, hyperparameters={"epochs": 1})
+        (base / "input" / "data" / "model").mkdir()
+        model_tar(first.base / "model", base / "input" / "data" / "model" / "model.tar.gz")
+        second = train_job(base=base, env={"SEMSEG_ENGINE": second_engine})
+        assert second.code == 0, second.failure
+        assert any(m.startswith("Incremental training: starting from") for m in second.messages)
+        assert any(m.startswith("Loaded") and "model_best.params" in m for m in second.messages)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_the_other_engine_is_skipped(tmp_path: Path, train_job) -> None:
+    from tests.functional.test_job_life import checkpointed_job
+
+    base = checkpointed_job(tmp_path, "job", epochs=1)
+    assert train_job(base=base).code == 0
+    run = train_job(base=base, env=TORCH)
+    assert run.code == 0, run.failure
+    assert any("Skipping checkpoint" in m and "made by the mxnet engine" in m for m in run.messages)
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["best.params", "best.pt", "epoch-0000"]
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_job(tmp_path: Path) -> None:
+    """SEMSEG_CPU_DEVICES=2: two gloo processes under DDP, started by torch's elastic launcher; one speaks."""
+    from semseg.example import make_job
+
+    base = make_job(tmp_path / "job", images=8, size=32, hyperparameters={"epochs": 2, "mini_batch_size": 4})
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SEMSEG_CPU_DEVICES": "2", **TORCH}
+    done = subprocess.run(
+        [sys.executable, "-m", "semseg", "train"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Starting 2 training processes (cpu, torch.distributed gloo)" in done.stdout
+    assert done.stdout.count(", validation mIOU: ") == 2, "the first process alone writes the metric lines"
+    assert {"model_algo-1", "model_best.params", "model-symbol.json"} <= {p.name for p in (base / "model").iterdir()}
