@@ -196,3 +196,64 @@ def test_two_processes_train_one_job(tmp_path: Path) -> None:
     assert "Starting 2 training processes (cpu, torch.distributed gloo)" in done.stdout
     assert done.stdout.count(", validation mIOU: ") == 2, "the first process alone writes the metric lines"
     assert {"model_algo-1", "model_best.params", "model-symbol.json"} <= {p.name for p in (base / "model").iterdir()}
+
+
+def test_the_imagenet_backbone_comes_from_gluoncvs_file(tmp_path: Path) -> None:
+    from semseg.torchengine.artifacts_io import load_backbone
+    from tests.functional.test_model import fake_imagenet_weights
+
+    weights = fake_imagenet_weights(tmp_path / "models")
+    config = Config(num_classes=3, num_training_samples=4, crop_size=32)  # use_pretrained_model=True by default
+    net = SegmentationNet("fcn", "resnet-50", 3)
+    load_backbone(net, config, tmp_path / "models")
+    saved = mx.nd.load(str(weights))
+    state = net.state_dict()
+    for gluon_name, torch_name in (
+        ("conv1.0.weight",) * 2,
+        ("layer4.2.conv3.weight",) * 2,
+        ("bn1.gamma", "bn1.weight"),
+    ):
+        assert np.array_equal(state[torch_name].numpy(), saved[gluon_name].asnumpy()), gluon_name
+    assert not np.array_equal(state["head.block.0.weight"].numpy(), 0)  # the heads keep their initialisation
+
+
+def test_the_torch_loop_runs_without_mxnet(tmp_path: Path) -> None:
+    """Where only torch, numpy, OpenCV and Pillow are installed (a Hopper machine): MXNet and GluonCV blocked."""
+    from semseg.example import make_job
+
+    base = make_job(tmp_path / "job", images=4, size=32)
+    code = f"""
+import sys
+sys.modules["mxnet"] = None
+sys.modules["gluoncv"] = None
+from pathlib import Path
+import torch
+from semseg.config import Config
+from semseg.data.loaders import torch_loader
+from semseg.data.pipeline import build_loaders
+from semseg.job import JobPaths, load_job
+from semseg.schedule import Schedule
+from semseg.torchengine.job import optimizer_for
+from semseg.torchengine.loop import TorchLoop
+from semseg.torchengine.models import SegmentationNet
+
+class Hooks:
+    def epoch_start(self, epoch): pass
+    def progress(self, *args): pass
+    def epoch_end(self, *args): pass
+
+config = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)
+job = load_job(JobPaths(Path({str(base)!r})))
+train, validation = build_loaders(job, config, 0, 0, lambda d, s, w: torch_loader(d, s, w, pin=False))
+net = SegmentationNet("fcn", "resnet-50", 3)
+loop = TorchLoop(net, optimizer_for(net, config), Schedule(config), torch.device("cpu"), 3, global_batch=4,
+                 aux_weight=0.5)
+train.set_epoch(0)
+loss, _ = loop.train_epoch(train, 0, Hooks(), 100)
+matrix = loop.evaluate(validation, False)
+assert not any(name.startswith(("mxnet", "gluoncv")) and sys.modules[name] is not None for name in sys.modules)
+print("ok", loss, matrix.miou)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok ")
