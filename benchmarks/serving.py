@@ -136,7 +136,7 @@ from semseg.model import load_model
 from semseg.model_folder import read_model_folder
 from semseg.serving import codecs
 from semseg.serving.predictor import Predictor
-from semseg.serving.server import DEFAULT_PIXEL_BUDGET
+from semseg.sliding import DEFAULT_PIXEL_BUDGET
 folder = read_model_folder(Path({str(base / "model")!r}), "bench")
 predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, DEFAULT_PIXEL_BUDGET)
 image = codecs.decode_image(Path({str(base / "big.jpg")!r}).read_bytes())

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
@@ -18,8 +19,9 @@ from semseg.data.labels import IGNORE
 from semseg.fitting import DIVERGED_LOSS, MEAN, STD, Diverged, Hooks
 from semseg.metrics import ConfusionMatrix
 from semseg.model import set_output_size
+from semseg.sliding import DEFAULT_PIXEL_BUDGET, Score, SlidingWindows
 
-__all__ = ["MEAN", "STD", "Loop", "normalize"]
+__all__ = ["MEAN", "STD", "Loop", "mxnet_score", "normalize"]
 
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
 
@@ -27,6 +29,18 @@ HYBRIDIZE = {"static_alloc": True, "static_shape": True}
 def normalize(batch: mx.nd.NDArray) -> mx.nd.NDArray:
     """uint8 NHWC RGB -> float32 NCHW normalised with ImageNet mean/std."""
     return mx.nd.image.normalize(mx.nd.image.to_tensor(batch), mean=MEAN, std=STD)
+
+
+def mxnet_score(net: gluon.HybridBlock, ctx: mx.Context) -> Score:
+    """An HxWx3 uint8 image -> [C, H, W] float32 probabilities, in one pass of an imperative GluonCV network."""
+
+    def score(image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        set_output_size(net, height, width)
+        batch = mx.nd.array(image[np.newaxis], ctx=ctx, dtype="uint8")
+        return np.asarray(mx.nd.softmax(net(normalize(batch))[0], axis=1)[0].asnumpy())
+
+    return score
 
 
 class Loop:
@@ -41,8 +55,10 @@ class Loop:
         num_classes: int,
         crop_size: int,
         mixed_precision: bool = False,
+        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
     ) -> None:
         self.net = net
+        self.pixel_budget = pixel_budget
         self.mixed_precision = mixed_precision
         self.loss = loss
         self.trainer = trainer
@@ -126,14 +142,21 @@ class Loop:
     def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
         """Confusion matrix over all validation batches, accumulated on the devices and read once.
 
-        Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place).
+        Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place);
+        one above the pixel budget goes by sliding windows (semseg.sliding), as the server predicts it.
         """
         classes = self.num_classes
         counts = [mx.nd.zeros((classes * classes,), ctx=ctx, dtype="int64") for ctx in self.contexts]
+        matrix = ConfusionMatrix(classes)
+        windows = SlidingWindows(mxnet_score(self.net, self.contexts[0]), self.crop_size, self.pixel_budget)
         if whole_images:
             self.net.hybridize(active=False)
         try:
             for images, masks in batches:
+                if whole_images and not windows.fits(images.shape[1], images.shape[2]):
+                    for image, mask in zip(images.asnumpy(), masks.asnumpy()):
+                        matrix.add_counts(_histogram(mask, windows.classes(image), classes))
+                    continue
                 if whole_images:
                     set_output_size(self.net, images.shape[1], images.shape[2])
                 xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
@@ -150,7 +173,14 @@ class Loop:
             if whole_images:
                 set_output_size(self.net, self.crop_size, self.crop_size)
                 self.net.hybridize(**HYBRIDIZE)
-        matrix = ConfusionMatrix(classes)
         for count in counts:
             matrix.add_counts(count.asnumpy())
         return matrix
+
+
+def _histogram(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of label * classes + prediction over the pixels not labelled IGNORE (on the host)."""
+    labels = labels.reshape(-1).astype(np.int64)
+    valid = labels != IGNORE
+    index = labels[valid] * classes + predictions.reshape(-1).astype(np.int64)[valid]
+    return np.bincount(index, minlength=classes * classes)

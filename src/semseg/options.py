@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from semseg.errors import ClientError
 from semseg.params import parse_bool
+from semseg.sliding import DEFAULT_PIXEL_BUDGET
 
 MAX_DATA_WORKERS = 16  # the managed algorithm's
 ENGINES = ("mxnet", "torch")
@@ -29,6 +30,7 @@ class RunOptions:
     cpu_devices: int = 0  # SEMSEG_CPU_DEVICES=N: train data-parallel on N CPU contexts (tests, benchmarks)
     allow_cpu: bool = False  # SEMSEG_ALLOW_CPU=true: train on the CPU where GPUs are present but unusable
     engine: str = "mxnet"  # SEMSEG_ENGINE: mxnet, or torch (the Hopper image's default)
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET  # SEMSEG_PIXEL_BUDGET: larger validation images go by windows
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
@@ -42,6 +44,7 @@ class RunOptions:
             cpu_devices=max(0, env_int(environ, "SEMSEG_CPU_DEVICES", 0)),
             allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
             engine=engine_from(environ),
+            pixel_budget=max(1, env_int(environ, "SEMSEG_PIXEL_BUDGET", DEFAULT_PIXEL_BUDGET)),
         )
 
     def workers_for(self, on_gpu: bool) -> int:

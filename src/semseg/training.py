@@ -84,7 +84,10 @@ def _train_mxnet(job: Job, config: Config, options: RunOptions, stop: StopFlag) 
     state = MXNetState(net, trainer)
     start = resume(job, config, state, lambda: materialize(net, devices.contexts, config.crop_size))
     loss = SegmentationLoss(AUX_WEIGHT, IGNORE)
-    loop = Loop(net, loss, trainer, devices.contexts, config.num_classes, config.crop_size, mixed_precision)
+    loop = Loop(
+        net, loss, trainer, devices.contexts, config.num_classes, config.crop_size, mixed_precision,
+        options.pixel_budget,
+    )  # fmt: skip
     result = run(job, config, options, stop, loop, state, start, (train_loader, validation_loader), mx.random.seed)
     artifacts.finish(config, net, job.paths.model_dir)
     return stopped_or(result, stop)

@@ -253,7 +253,7 @@ def test_slide_above_the_budget_averages_overlapping_windows(model: ModelFolder)
     counts = np.zeros((70, 90))
     for y in window_starts(70, CROP, 22):
         for x in window_starts(90, CROP, 22):
-            expected[:, y : y + CROP, x : x + CROP] += predictor._probabilities(image[y : y + CROP, x : x + CROP])
+            expected[:, y : y + CROP, x : x + CROP] += predictor.score(image[y : y + CROP, x : x + CROP])
             counts[y : y + CROP, x : x + CROP] += 1
     np.testing.assert_allclose(probabilities, expected / counts, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(predictor.classes(image), probabilities.argmax(axis=0))

@@ -25,6 +25,7 @@ from semseg.job import JobPaths
 from semseg.model_folder import ModelFolder, read_model_folder
 from semseg.options import engine_from, env_int
 from semseg.serving.app import App
+from semseg.sliding import DEFAULT_PIXEL_BUDGET
 from semseg.threads import recommended_threads
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
 GRACEFUL_TIMEOUT_S = 30
 # One pass up to 1 Mpx: about 1 GB of CPU memory for ResNet-50 networks (a 12 Mpx pass took 10.9 GB).
-DEFAULT_PIXEL_BUDGET = 1_000_000
 DEVICE_ENV = "SEMSEG_SERVE_DEVICE"  # set by the parent for each worker: "gpu:<id>" or "cpu"
 
 

@@ -88,6 +88,8 @@ def train_process(
         aux_weight=AUX_WEIGHT,
         precision=precision,
         channels_last=on_gpu,
+        pixel_budget=options.pixel_budget,
+        crop_size=config.crop_size,
     )
     first = rank == 0
     if first:

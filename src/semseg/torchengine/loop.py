@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from torch import nn
 from semseg.data.labels import IGNORE
 from semseg.fitting import DIVERGED_LOSS, MEAN, STD, Diverged, Hooks
 from semseg.metrics import ConfusionMatrix
+from semseg.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
 from semseg.torchengine.optim import MXNetOptimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -60,8 +62,12 @@ class TorchLoop:
         aux_weight: float,
         precision: Precision = Precision(),
         channels_last: bool = False,
+        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+        crop_size: int = 0,
     ) -> None:
         self.net = net
+        self.pixel_budget = pixel_budget
+        self.crop_size = crop_size
         self.optimizer = optimizer
         self.schedule = schedule
         self.device = device
@@ -171,16 +177,21 @@ class TorchLoop:
     def evaluate(self, batches: Iterable[Batch], whole_images: bool) -> ConfusionMatrix:
         """Confusion matrix over this process's validation batches, summed over all processes.
 
-        Any image size runs as it is (the networks resize to their input), so whole images need nothing
-        special; `whole_images` is accepted for the loop protocol.
+        Any image size runs as it is (the networks resize to their input); a whole image above the pixel
+        budget goes by sliding `crop_size` windows (semseg.sliding), as the server predicts it.
         """
         self.net.eval()
         classes = self.num_classes
         counts = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
+        windows = SlidingWindows(self._score, self.crop_size, self.pixel_budget)
         try:
             for images, masks in batches:
-                with self._autocast():
-                    prediction = self.net(self.normalize(images))[0].argmax(dim=1)
+                if whole_images and self.crop_size and not windows.fits(images.shape[1], images.shape[2]):
+                    predicted = [torch.from_numpy(windows.classes(image.numpy())) for image in images]
+                    prediction = torch.stack(predicted).to(self.device).long()
+                else:
+                    with self._autocast():
+                        prediction = self.net(self.normalize(images))[0].argmax(dim=1)
                 labels = masks.to(self.device, non_blocking=True).long()
                 valid = labels != IGNORE
                 counts += torch.bincount(labels[valid] * classes + prediction[valid], minlength=classes * classes)
@@ -191,3 +202,9 @@ class TorchLoop:
         matrix = ConfusionMatrix(classes)
         matrix.add_counts(counts.cpu().numpy())
         return matrix
+
+    def _score(self, image: np.ndarray) -> np.ndarray:
+        """An HxWx3 uint8 image -> [C, H, W] float32 class probabilities, in one pass."""
+        with self._autocast():
+            scores = self.net(self.normalize(torch.from_numpy(np.ascontiguousarray(image[np.newaxis]))))[0]
+        return scores.float().softmax(dim=1)[0].cpu().numpy()
