@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_STAMP := $(VENV)/.torch-stamp
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed-stamp
+SDK3_VENV := .venv-sdk3
+SDK3_STAMP := $(SDK3_VENV)/.installed-stamp
 DEMO_DIR := demo/opt_ml
 PYTEST_ARGS ?=
 
@@ -29,7 +31,12 @@ $(SDK_STAMP): requirements-sdk.txt
 	$(SDK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk.txt
 	touch $(SDK_STAMP)
 
-setup: $(STAMP) $(TORCH_STAMP) $(SDK_STAMP)
+$(SDK3_STAMP): requirements-sdk3.txt
+	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
+	$(SDK3_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk3.txt
+	touch $(SDK3_STAMP)
+
+setup: $(STAMP) $(TORCH_STAMP) $(SDK_STAMP) $(SDK3_STAMP)
 
 ## demo: make a small built-in data set and run a real CPU training job on it through `train`
 demo: $(STAMP)
@@ -50,11 +57,12 @@ test: $(TORCH_STAMP)
 test-fast: $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/functional $(PYTEST_ARGS)
 
-test-container: $(SDK_STAMP)
+test-container: $(SDK_STAMP) $(SDK3_STAMP)
 	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
 	GPU_IMAGE=$$(bash docker/build.sh gpu | tail -n 1) && \
 	HOPPER_IMAGE=$$(bash docker/build.sh hopper | tail -n 1) && \
 	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_HOPPER_IMAGE=$$HOPPER_IMAGE \
+	  SEMSEG_SDK3_PYTHON=$(CURDIR)/$(SDK3_VENV)/bin/python \
 	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 
 lint: $(TORCH_STAMP)
@@ -82,4 +90,4 @@ image-hopper:
 	@bash docker/build.sh hopper
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) $(SDK3_VENV) demo .pytest_cache .mypy_cache .ruff_cache
