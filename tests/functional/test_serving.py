@@ -270,3 +270,18 @@ def test_serve_with_weights_missing_exits_naming_them(model: ModelFolder, tmp_pa
     (tmp_path / "model" / "hyperparams.json").write_bytes((model.path / "hyperparams.json").read_bytes())
     assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
     assert "model_best.params nor model_algo-1" in caplog.text
+
+
+def test_the_traced_graph_follows_the_image_size(model: ModelFolder) -> None:
+    """The server's network is traced (and MKL-DNN-fused) for the size it scores: sizes A, B, A in turn each give
+    the imperative network's probabilities."""
+    from semseg.engine import mxnet_score
+    from semseg.serving.predictor import TracedScore
+
+    predictor = app_for(model).predictor
+    assert isinstance(predictor.score, TracedScore)
+    imperative = mxnet_score(load_model(model, [mx.cpu()]), mx.cpu())
+    for height, width in ((40, 48), (56, 32), (40, 48)):
+        image = photo(height, width, seed=height + width)
+        np.testing.assert_allclose(predictor.score(image), imperative(image), rtol=1e-4, atol=1e-5)
+        assert predictor.score.size == (height, width)
