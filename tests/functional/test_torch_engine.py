@@ -257,3 +257,14 @@ print("ok", loss, matrix.miou)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("ok ")
+
+
+def test_the_heads_learn_ten_times_faster_as_in_gluoncv() -> None:
+    net = SegmentationNet("psp", "resnet-50", 3)
+    backbone, heads = net.param_groups(0.01)
+    names = {id(p): name for name, p in net.named_parameters()}
+    assert backbone["lr_mult"] == 1.0 and heads["lr_mult"] == 10.0
+    head_names = [names[id(p)] for p in heads["params"]]  # type: ignore[attr-defined]
+    assert head_names and all(n.startswith(("head.", "auxlayer.")) for n in head_names)
+    assert not any(names[id(p)].startswith(("head.", "auxlayer.")) for p in backbone["params"])  # type: ignore[attr-defined]
+    assert len(head_names) + len(backbone["params"]) == len(names)  # type: ignore[arg-type]
