@@ -57,7 +57,7 @@ class CheckpointStore:
         self.fingerprint = fingerprint
 
     def save(self, epoch: int, state: EngineState, early_stopping: EarlyStopping, is_best: bool) -> Path:
-        """Write the checkpoint of a completed epoch; keep only it and best.params."""
+        """Write the checkpoint of a completed epoch; keep only it and the best weights."""
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"epoch-{epoch:04d}"
         tmp = self.folder / f".{final.name}.tmp"

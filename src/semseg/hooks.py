@@ -59,4 +59,5 @@ class JobHooks:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The engine's random seed for an epoch (dropout): the same for a resumed run as for the original."""
     return seed * 100_003 + epoch

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from semseg.config import Config
 from semseg.early_stopping import EarlyStopping
 from semseg.errors import AlgorithmError, Stopped
 from semseg.fitting import Diverged, FitResult, TrainData, TrainLoop, fit
-from semseg.hooks import JobHooks, JobState
+from semseg.hooks import JobHooks, JobState, epoch_seed
 from semseg.job import Job
 from semseg.options import RunOptions
 from semseg.report import Reporter
@@ -126,7 +126,7 @@ def run(
     loop: TrainLoop,
     state: JobState,
     start: Start,
-    loaders: tuple[TrainData, Sequence[object] | TrainData],
+    loaders: tuple[TrainData, Iterable[Any]],
     seed_engine: Callable[[int], None],
     *,
     report: bool = True,
@@ -138,7 +138,7 @@ def run(
         reporter,
         state,
         model_dir,
-        lambda epoch: seed_engine(options.seed * 100_003 + epoch),
+        lambda epoch: seed_engine(epoch_seed(options.seed, epoch)),
         start.checkpoints if report else None,
         start.early_stopping,
     )

@@ -67,7 +67,7 @@ def train_process(
     net = network(job, config, options.weights_root)
     net.to(device)
     if on_gpu:
-        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # measured faster with cuDNN
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as benchmarks/gpu.py measures
     model: nn.Module = net
     if processes > 1:
         if config.syncbn:
