@@ -24,6 +24,7 @@ from semseg.config import Config
 from semseg.data.loaders import torch_loader
 from semseg.data.pipeline import build_loaders
 from semseg.example import make_job
+from semseg.fitting import NoHooks
 from semseg.job import JobPaths, load_job
 from semseg.schedule import Schedule
 from semseg.torchengine.job import configure_cuda, optimizer_for
@@ -35,17 +36,6 @@ TARGET = 600.0  # fcn crop 240 bf16, images/s on one H100/H200
 BATCH = 16
 IMAGES = int(os.environ.get("SEMSEG_BENCH_GPU_IMAGES", "960"))  # 60 iterations per epoch: the epoch start is amortised
 IMAGE_SIDE = 512
-
-
-class _Quiet:
-    def epoch_start(self, epoch: int) -> None:
-        pass
-
-    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
-        pass
-
-    def epoch_end(self, result: object, is_best: bool) -> None:
-        pass
 
 
 def measure(
@@ -84,7 +74,7 @@ def measure(
         precision=Precision.for_device(device, precision == "bf16"),
         channels_last=on_gpu,
     )
-    hooks = _Quiet()
+    hooks = NoHooks()
     train.set_epoch(0)
     loop.train_epoch(train, 0, hooks, 10**9)  # warm-up: cuDNN autotuning, loader workers starting
     loop_rates = []

@@ -12,22 +12,16 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from semseg.config import Config
+from semseg.fitting import NoHooks
 from semseg.schedule import Schedule
 from semseg.torchengine.job import optimizer_for
 from semseg.torchengine.loop import TorchLoop
 from semseg.torchengine.models import SegmentationNet
-
-
-class _NoHooks:
-    def epoch_start(self, epoch: int) -> None: ...
-    def progress(self, *args: Any) -> None: ...
-    def epoch_end(self, *args: Any) -> None: ...
 
 
 def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:
@@ -61,12 +55,12 @@ def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:
         global_batch=batch,
         aux_weight=0.5,
     )
-    loop.train_epoch(data, 0, _NoHooks(), 10**9)  # warm-up
+    loop.train_epoch(data, 0, NoHooks(), 10**9)  # warm-up
     print(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", f"torch default ({torch.get_num_threads()})")}))
     sys.stdout.flush()
     for _ in sys.stdin:
         start = time.perf_counter()
-        loop.train_epoch(data, 0, _NoHooks(), 10**9)
+        loop.train_epoch(data, 0, NoHooks(), 10**9)
         print(json.dumps({"rate": len(data) * batch / (time.perf_counter() - start)}), flush=True)
 
 

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 import mxnet as mx
 import numpy as np
@@ -24,16 +23,11 @@ from mxnet.contrib import amp
 
 from semseg.config import Config
 from semseg.engine import MEAN, STD, Loop
+from semseg.fitting import NoHooks
 from semseg.loss import SegmentationLoss
 from semseg.model import build_model
 
 Batches = list[tuple[mx.nd.NDArray, mx.nd.NDArray]]
-
-
-class _NoHooks:
-    def epoch_start(self, epoch: int) -> None: ...
-    def progress(self, *args: Any) -> None: ...
-    def epoch_end(self, *args: Any) -> None: ...
 
 
 def batches(count: int, batch: int, crop: int, classes: int) -> Batches:
@@ -74,7 +68,7 @@ def make_pass(variant: str, config: Config, data: Batches, ctx: list[mx.Context]
     if variant == "ours":
         loss = SegmentationLoss(0.5, 255)
         loop = Loop(net, loss, trainer, ctx, config.num_classes, config.crop_size, mixed_precision)
-        return lambda: loop.train_epoch(data, 0, _NoHooks(), progress_every=10**9) and None
+        return lambda: loop.train_epoch(data, 0, NoHooks(), progress_every=10**9) and None
     loss_fn = MixSoftmaxCrossEntropyLoss(aux=True, aux_weight=0.5, ignore_label=255)
     return lambda: reference_pass(net, loss_fn, trainer, data, ctx[0])
 

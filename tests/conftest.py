@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,16 @@ import pytest
 # depends on the thread count and timing, so only single-threaded CPU runs repeat to the bit, which the
 # determinism and resume tests compare. The product's own default (semseg.threads) is tested on its own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _weights_removed_after_each_test(tmp_path: Path) -> Iterator[None]:
+    """A trained job leaves ~400 MB of weights; pytest keeps every test's folder of the last three sessions, which
+    filled the disk. Files over 8 MB go when the test ends; logs, configs and small files stay for debugging."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size > 8 * 2**20:
+            path.unlink()
 
 
 def write_config(base: Path, name: str, content: Any) -> None:

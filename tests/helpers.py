@@ -13,8 +13,5 @@ def confusion(num_classes: int, *batches: tuple[np.ndarray, np.ndarray]) -> Conf
     a histogram of label * num_classes + prediction over the pixels not labelled IGNORE."""
     matrix = ConfusionMatrix(num_classes)
     for labels, predictions in batches:
-        labels = labels.reshape(-1).astype(np.int64)
-        valid = labels != IGNORE
-        index = labels[valid] * num_classes + predictions.reshape(-1).astype(np.int64)[valid]
-        matrix.add_counts(np.bincount(index, minlength=num_classes**2))
+        matrix.add(labels, predictions, IGNORE)
     return matrix

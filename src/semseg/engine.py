@@ -155,7 +155,7 @@ class Loop:
             for images, masks in batches:
                 if whole_images and not windows.fits(images.shape[1], images.shape[2]):
                     for image, mask in zip(images.asnumpy(), masks.asnumpy()):
-                        matrix.add_counts(_histogram(mask, windows.classes(image), classes))
+                        matrix.add(mask, windows.classes(image), IGNORE)
                     continue
                 if whole_images:
                     set_output_size(self.net, images.shape[1], images.shape[2])
@@ -176,11 +176,3 @@ class Loop:
         for count in counts:
             matrix.add_counts(count.asnumpy())
         return matrix
-
-
-def _histogram(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
-    """Counts of label * classes + prediction over the pixels not labelled IGNORE (on the host)."""
-    labels = labels.reshape(-1).astype(np.int64)
-    valid = labels != IGNORE
-    index = labels[valid] * classes + predictions.reshape(-1).astype(np.int64)[valid]
-    return np.bincount(index, minlength=classes * classes)

@@ -44,6 +44,19 @@ class Hooks(Protocol):
     def epoch_end(self, result: EpochResult, is_best: bool) -> None: ...
 
 
+class NoHooks:
+    """Hooks that do nothing: a loop run outside a job (benchmarks, tests)."""
+
+    def epoch_start(self, epoch: int) -> None:
+        pass
+
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
+        pass
+
+    def epoch_end(self, result: EpochResult, is_best: bool) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class EpochResult:
     epoch: int

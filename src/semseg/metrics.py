@@ -18,6 +18,13 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
+    def add(self, labels: np.ndarray, predictions: np.ndarray, ignore: int) -> None:
+        """Count (label, prediction) pairs of the pixels not labelled `ignore`, on the host."""
+        labels = labels.reshape(-1).astype(np.int64)
+        valid = labels != ignore
+        index = labels[valid] * self.num_classes + predictions.reshape(-1).astype(np.int64)[valid]
+        self.add_counts(np.bincount(index, minlength=self.num_classes**2))
+
     def add_counts(self, counts: np.ndarray) -> None:
         """Add a flat histogram of `label * num_classes + prediction` (as accumulated on a device)."""
         self.matrix += counts.astype(np.int64).reshape(self.num_classes, self.num_classes)

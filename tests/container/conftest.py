@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,6 @@ def built_image(variable: str, flavour: str) -> str:
         tag = build.stdout.strip().splitlines()[-1]
     docker("image", "inspect", tag)
     return tag
-
-
-@pytest.fixture(autouse=True)
-def _weights_removed_after_each_test(tmp_path: Path) -> Iterator[None]:
-    """Jobs leave ~400 MB of weights each and pytest keeps three sessions of test folders: files over 8 MB go
-    when the test ends (logs and configs stay)."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_size > 8 * 2**20:
-            path.unlink()
 
 
 @pytest.fixture(scope="session")

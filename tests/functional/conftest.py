@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,6 @@ class Run:
     @property
     def model_files(self) -> set[str]:
         return {p.name for p in (self.base / "model").iterdir()}
-
-
-@pytest.fixture(autouse=True)
-def _weights_removed_after_each_test(tmp_path: Path) -> Iterator[None]:
-    """A trained job leaves ~400 MB of weights; pytest keeps every test's folder of the last three sessions, which
-    filled the disk. Files over 8 MB go when the test ends; logs, configs and small files stay for debugging."""
-    yield
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_size > 8 * 2**20:
-            path.unlink()
 
 
 @pytest.fixture

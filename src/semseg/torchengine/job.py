@@ -145,8 +145,9 @@ def optimizer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a worker process hands back to the launcher: nothing, or the error it ended with."""
+    """What a worker process hands back to the launcher: its result, or the error it ended with."""
 
+    result: FitResult | None = None
     kind: str = ""
     message: str = ""
     signum: int = 0
@@ -177,7 +178,9 @@ def _launch(job: Job, config: Config, options: RunOptions, plan: Plan) -> FitRes
             raise Stopped(outcome.signum)
         if outcome.kind:
             raise AlgorithmError(outcome.message)
-    return FitResult(0, 0.0, -1, False, ())  # the first process logged and wrote everything
+    first = outcomes[0].result  # every process ends with the same result: fit's decisions follow global metrics
+    assert first is not None
+    return first
 
 
 def _worker(job: Job, config: Config, options: RunOptions, plan: Plan) -> Outcome:
@@ -197,14 +200,13 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan) -> Outcom
     stop = StopFlag()
     try:
         with stop.installed():
-            train_process(job, config, options, stop, device, rank, plan.processes)
-        return Outcome()
+            return Outcome(train_process(job, config, options, stop, device, rank, plan.processes))
     except Stopped as exc:
-        return Outcome("Stopped", str(exc), exc.signum)
+        return Outcome(None, "Stopped", str(exc), exc.signum)
     except JobError as exc:
-        return Outcome(type(exc).__name__, exc.message)
+        return Outcome(None, type(exc).__name__, exc.message)
     except Exception as exc:  # reported by the launcher's caller as an AlgorithmError
         log.exception("Training process %d failed", rank)
-        return Outcome("AlgorithmError", f"Training process {rank} failed: {type(exc).__name__}: {exc}")
+        return Outcome(None, "AlgorithmError", f"Training process {rank} failed: {type(exc).__name__}: {exc}")
     finally:
         dist.destroy_process_group()
