@@ -104,6 +104,8 @@ class Loop:
                 speed = (samples - tick_samples) / max(now - tick, 1e-9)
                 hooks.progress(epoch, iteration, speed, self.trainer.learning_rate)
                 tick, tick_samples = now, samples
+        if should_stop():  # a stream ends its epoch early when told to stop
+            return None
         self._check_finite(first_bad, epoch)
         loss_sum = sum(total.asscalar() for total in totals)
         elapsed = time.perf_counter() - start

@@ -126,6 +126,9 @@ def fit(
             break
         loss, throughput = trained
         matrix = loop.evaluate(validation_batches, whole_image_validation)
+        if should_stop():  # the validation may have been cut short (a stream stops early): not an epoch
+            interrupted = True
+            break
         result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou)
         history.append(result)
         is_best = early_stopping.update(epoch, result.miou)

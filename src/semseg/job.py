@@ -23,6 +23,8 @@ BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
 REQUIRED_CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 OPTIONAL_CHANNELS = ("label_map", "model")
+PIPE_CHANNELS = ("train", "validation")  # a Pipe-mode split streams image and mask: no `_annotation` channel
+FILE_MODES = ("File", "FastFile")  # FastFile shows the same folders, read on demand
 DEFAULT_HOST = "algo-1"
 
 
@@ -74,6 +76,7 @@ class Job:
     current_host: str = DEFAULT_HOST
     checkpoint_dir: Path | None = None
     channels: dict[str, Path] = field(default_factory=dict)
+    pipes: frozenset[str] = frozenset()  # the splits in Pipe mode: FIFOs data_dir/<split>_<n>
 
     def channel(self, name: str) -> Path | None:
         """The folder of an optional channel, or None when the job has no such channel."""
@@ -114,7 +117,8 @@ def load_job(paths: JobPaths) -> Job:
 
     current_host = _read_resource_config(paths.config_dir / "resourceconfig.json")
     checkpoint_dir = _read_checkpoint_config(paths)
-    channels = _find_channels(paths, input_data_config)
+    pipes = _pipe_channels(input_data_config)
+    channels = _find_channels(paths, input_data_config, pipes)
     return Job(
         paths=paths,
         hyperparameters=hyperparameters,
@@ -122,6 +126,7 @@ def load_job(paths: JobPaths) -> Job:
         current_host=current_host,
         checkpoint_dir=checkpoint_dir,
         channels=channels,
+        pipes=pipes,
     )
 
 
@@ -160,25 +165,51 @@ def _read_checkpoint_config(paths: JobPaths) -> Path | None:
     return None
 
 
-def _find_channels(paths: JobPaths, input_data_config: Mapping[str, Any]) -> dict[str, Path]:
+def _pipe_channels(input_data_config: Mapping[str, Any]) -> frozenset[str]:
+    """The channels in Pipe mode; ClientError for a mode or record wrapper this image cannot read."""
+    pipes = set()
     for name, channel_config in input_data_config.items():
-        mode = channel_config.get("TrainingInputMode", "File") if isinstance(channel_config, dict) else "File"
-        if mode != "File":
+        config = channel_config if isinstance(channel_config, dict) else {}
+        mode = config.get("TrainingInputMode", "File")
+        if mode in FILE_MODES:
+            continue
+        if mode != "Pipe":
+            raise ClientError(f"Channel {name!r} has TrainingInputMode={mode}; use File, FastFile or Pipe.")
+        if name not in PIPE_CHANNELS:
             raise ClientError(
-                f"Channel {name!r} uses TrainingInputMode={mode}; this image reads File mode only. "
-                "Set the channel's input mode to File."
+                f"Channel {name!r} uses TrainingInputMode=Pipe; only {' and '.join(PIPE_CHANNELS)} can stream "
+                "(an augmented manifest). Set this channel's input mode to File."
             )
+        wrapper = config.get("RecordWrapperType", "None")
+        if wrapper != "RecordIO":
+            raise ClientError(
+                f"Channel {name!r} uses TrainingInputMode=Pipe with RecordWrapperType={wrapper}; stream an "
+                "augmented manifest (S3DataType AugmentedManifestFile) with RecordWrapperType RecordIO, or "
+                "use File mode."
+            )
+        log.info("Channel %s: Pipe mode, RecordIO (content type %s)", name, config.get("ContentType", "not set"))
+        pipes.add(name)
+    return frozenset(pipes)
+
+
+def _find_channels(paths: JobPaths, input_data_config: Mapping[str, Any], pipes: frozenset[str]) -> dict[str, Path]:
+    """The channel folders of the File-mode channels; ClientError when a required one is missing."""
     names = set(input_data_config) | {p.name for p in _subdirs(paths.data_dir)}
+    streamed = {f"{split}_annotation" for split in pipes}
+    for name in sorted(streamed & set(input_data_config)):
+        log.warning("Ignoring channel %s: its split streams image and mask together in Pipe mode", name)
     unknown = sorted(names - set(REQUIRED_CHANNELS) - set(OPTIONAL_CHANNELS))
     if unknown:
         log.warning("Ignoring unknown channel(s): %s", ", ".join(unknown))
-    missing = [name for name in REQUIRED_CHANNELS if not paths.channel(name).is_dir()]
+    required = [name for name in REQUIRED_CHANNELS if name not in pipes and name not in streamed]
+    missing = [name for name in required if not paths.channel(name).is_dir()]
     if missing:
         raise ClientError(
             f"Required channel(s) missing: {', '.join(missing)}. This algorithm needs the four channels "
-            f"{', '.join(REQUIRED_CHANNELS)} (looked for folders under {paths.data_dir})."
+            f"{', '.join(REQUIRED_CHANNELS)} (looked for folders under {paths.data_dir}); in Pipe mode, "
+            "train and validation each stream images and masks instead of a folder pair."
         )
-    return {name: paths.channel(name) for name in REQUIRED_CHANNELS + OPTIONAL_CHANNELS if paths.channel(name).is_dir()}
+    return {name: paths.channel(name) for name in required + list(OPTIONAL_CHANNELS) if paths.channel(name).is_dir()}
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from semseg.data.stream import DEFAULT_SHUFFLE_BUFFER, DEFAULT_TIMEOUT_S, PipeSettings
 from semseg.errors import ClientError
 from semseg.params import parse_bool
 from semseg.sliding import DEFAULT_PIXEL_BUDGET
@@ -31,6 +32,8 @@ class RunOptions:
     allow_cpu: bool = False  # SEMSEG_ALLOW_CPU=true: train on the CPU where GPUs are present but unusable
     engine: str = "mxnet"  # SEMSEG_ENGINE: mxnet, or torch (the Hopper image's default)
     pixel_budget: int = DEFAULT_PIXEL_BUDGET  # SEMSEG_PIXEL_BUDGET: larger validation images go by windows
+    pipe_timeout_s: float = DEFAULT_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT: wait for a Pipe-mode FIFO and its data
+    pipe_shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: pairs shuffled in memory
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
@@ -45,7 +48,13 @@ class RunOptions:
             allow_cpu=_env_bool(environ, "SEMSEG_ALLOW_CPU"),
             engine=engine_from(environ),
             pixel_budget=max(1, env_int(environ, "SEMSEG_PIXEL_BUDGET", DEFAULT_PIXEL_BUDGET)),
+            pipe_timeout_s=max(1.0, _env(environ, "SEMSEG_PIPE_TIMEOUT", float, DEFAULT_TIMEOUT_S, "a number")),
+            pipe_shuffle_buffer=max(0, env_int(environ, "SEMSEG_PIPE_SHUFFLE_BUFFER", DEFAULT_SHUFFLE_BUFFER)),
         )
+
+    def pipe(self, should_stop: Callable[[], bool]) -> PipeSettings:
+        """How Pipe-mode channels are read; `should_stop` ends a wait on a FIFO."""
+        return PipeSettings(self.pipe_timeout_s, self.pipe_shuffle_buffer, should_stop)
 
     def workers_for(self, on_gpu: bool) -> int:
         """Data-loading worker processes."""

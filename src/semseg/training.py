@@ -70,7 +70,9 @@ def _train_mxnet(job: Job, config: Config, options: RunOptions, stop: StopFlag) 
     seed_everything(options.seed)
     mx.random.seed(options.seed)
     devices = select_devices(config, options)  # the GPU guard, before any data or model work
-    train_loader, validation_loader = build_loaders(job, config, options.seed, options.workers_for(devices.gpu))
+    train_loader, validation_loader = build_loaders(
+        job, config, options.seed, options.workers_for(devices.gpu), pipe=options.pipe(stop)
+    )
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", config.iterations_per_epoch, config.epochs)
     mixed_precision = config.precision_dtype == "float16"  # select_devices refused it without GPUs
     if mixed_precision:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -46,9 +47,31 @@ def test_json_that_is_not_an_object(job_dir: Path) -> None:
         load_job(JobPaths(job_dir))
 
 
-def test_pipe_mode_is_refused_with_a_fix(job_dir: Path) -> None:
-    write_config(job_dir, "inputdataconfig.json", {"train": {"TrainingInputMode": "Pipe"}})
-    with pytest.raises(ClientError, match=r"TrainingInputMode=Pipe.*Set the channel's input mode to File"):
+PIPE = {"TrainingInputMode": "Pipe", "RecordWrapperType": "RecordIO"}
+
+
+def test_pipe_mode_splits_need_no_folders(job_dir: Path) -> None:
+    data = job_dir / "input" / "data"
+    for name in ("train", "train_annotation"):
+        shutil.rmtree(data / name)
+    write_config(job_dir, "inputdataconfig.json", {"train": PIPE, "validation": {"TrainingInputMode": "FastFile"}})
+    job = load_job(JobPaths(job_dir))
+    assert job.pipes == {"train"}
+    assert set(job.channels) == {"validation", "validation_annotation"}
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"train": {"TrainingInputMode": "Pipe"}}, "'train' uses TrainingInputMode=Pipe with RecordWrapperType=None"),
+        ({"label_map": PIPE}, "'label_map' uses TrainingInputMode=Pipe; only train and validation can stream"),
+        ({"train_annotation": PIPE}, "only train and validation can stream"),
+        ({"train": {"TrainingInputMode": "Stream"}}, "TrainingInputMode=Stream; use File, FastFile or Pipe"),
+    ],
+)
+def test_pipe_mode_it_cannot_read_is_refused_with_a_fix(job_dir: Path, config: dict, message: str) -> None:
+    write_config(job_dir, "inputdataconfig.json", config)
+    with pytest.raises(ClientError, match=re.escape(message)):
         load_job(JobPaths(job_dir))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import cv2
 import numpy as np
@@ -26,21 +26,38 @@ Key = tuple[int, int]  # (sample index, sample seed)
 
 def read_image(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB. EXIF orientation is ignored, as it is for the mask."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), f"Image {path}")
+
+
+def decode_image(data: np.ndarray | bytes, source: str) -> np.ndarray:
+    """HxWx3 uint8 RGB from encoded JPEG/PNG bytes; ClientError naming `source` when they do not decode."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        raise ClientError(f"Image {path} cannot be decoded (truncated or corrupt?). Replace or remove it.")
+        raise ClientError(f"{source} cannot be decoded (truncated or corrupt?). Replace or remove it.")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path | IO[bytes], source: str | None = None) -> np.ndarray:
     """HxW uint8 pixel values of a grayscale or palette PNG (palette indices, not colours)."""
     try:
         with Image.open(path) as img:
             img.load()
             return np.asarray(img, dtype=np.uint8)
     except OSError as exc:
-        raise ClientError(f"Annotation {path} cannot be decoded ({exc}). Replace or remove it.") from None
+        raise ClientError(f"Annotation {source or path} cannot be decoded ({exc}). Replace or remove it.") from None
+
+
+def prepare(
+    image: np.ndarray, mask: np.ndarray, transform: Transform, seed: int, image_name: str, mask_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The transformed, contiguous (image, class-id mask) of a decoded pair whose mask is already mapped."""
+    if image.shape[:2] != mask.shape:
+        raise ClientError(
+            f"Annotation {mask_name} is {mask.shape[1]}x{mask.shape[0]} but its decoded image {image_name} "
+            f"is {image.shape[1]}x{image.shape[0]}; they must have the same size."
+        )
+    image, mask = transform(image, mask, np.random.default_rng(seed))
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
 class SegmentationDataset:
@@ -59,13 +76,7 @@ class SegmentationDataset:
         pair = self.pairs[index]
         image = read_image(pair.image)
         mask = self.label_map.apply(read_mask(pair.mask), pair.mask)
-        if image.shape[:2] != mask.shape:
-            raise ClientError(
-                f"Annotation {pair.mask} is {mask.shape[1]}x{mask.shape[0]} but its decoded image {pair.image} "
-                f"is {image.shape[1]}x{image.shape[0]}; they must have the same size."
-            )
-        image, mask = self.transform(image, mask, np.random.default_rng(seed))
-        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+        return prepare(image, mask, self.transform, seed, str(pair.image), str(pair.mask))
 
 
 class SeededBatchSampler:
@@ -104,10 +115,20 @@ class SeededBatchSampler:
                 yield [(int(i), int(seeds[i])) for i in chunk]
 
 
+class BatchSampler(Protocol):
+    """What a DataLoader's batch sampler is to an EpochLoader: batches of keys, re-seeded per epoch."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[list[Any]]: ...
+
+
 class EpochLoader:
     """A loader whose sampler is re-seeded per epoch: `set_epoch(e)` then iterate."""
 
-    def __init__(self, loader: Iterable[Any], sampler: SeededBatchSampler) -> None:
+    def __init__(self, loader: Iterable[Any], sampler: BatchSampler) -> None:
         self.loader = loader
         self.sampler = sampler
 

@@ -43,7 +43,14 @@ log = logging.getLogger(__name__)
 
 def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
     plan = plan_devices(config, options)  # the GPU checks, before any data or model work
-    if plan.processes == 1:
+    if plan.processes > 1 and job.pipes:
+        log.warning(
+            "Pipe-mode channel(s) %s have a single reader: the torch engine trains in one process on one "
+            "device instead of %d. Use File or FastFile mode to train on all of them.",
+            ", ".join(sorted(job.pipes)),
+            plan.processes,
+        )
+    if plan.processes == 1 or job.pipes:
         device = torch.device("cuda", 0) if plan.kind == "cuda" else torch.device("cpu")
         return train_process(job, config, options, stop, device, rank=0)
     return _launch(job, config, options, plan)
@@ -62,7 +69,9 @@ def train_process(
     if on_gpu and processes > 1:
         workers = max(1, workers // processes)
     make_loader = partial(torch_loader, pin=on_gpu)
-    loaders = build_loaders(job, config, options.seed, workers, make_loader, shard=(rank, processes))
+    loaders = build_loaders(
+        job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
+    )
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", config.iterations_per_epoch, config.epochs)
     net = network(job, config, options.weights_root)
     net.to(device)

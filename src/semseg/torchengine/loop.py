@@ -158,6 +158,8 @@ class TorchLoop:
                 now = time.perf_counter()
                 hooks.progress(epoch, iteration, (samples - tick_samples) / max(now - tick, 1e-9), self.learning_rate)
                 tick, tick_samples = now, samples
+        if should_stop():  # a stream ends its epoch early when told to stop
+            return None
         self._check_finite(first_bad, epoch)
         elapsed = time.perf_counter() - start
         if self.world > 1:
