@@ -1,6 +1,7 @@
 """SageMaker's Pipe mode, emulated: per channel and pass a FIFO `<channel>_<n>`, made when the one before it
 was written and closed, holding an augmented manifest's RecordIO records (image, mask, image, mask, ...).
-Standard library and semseg.recordio only, so the container tests use it too."""
+Standard library only, so that the container tests (whose environment has no semseg) use it too; its framing
+is SageMaker's, written independently of the product's reader on purpose."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import errno
 import json
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from semseg.recordio import frame
+RECORDIO_MAGIC = 0xCED7230A
 
 Stream = Callable[[int], bytes]  # pass n -> the bytes written to FIFO <channel>_<n>
+
+
+def frame(payload: bytes) -> bytes:
+    """One whole RecordIO record: magic, length (continuation flag 0), payload padded to 4 bytes."""
+    return struct.pack("<II", RECORDIO_MAGIC, len(payload)) + payload + b"\0" * (-len(payload) % 4)
 
 
 def manifest_records(images: Path, masks: Path) -> list[bytes]:

@@ -19,9 +19,8 @@ import pytest
 from PIL import Image
 
 from semseg.example import make_job
-from semseg.recordio import frame
 from tests.functional.test_job_life import GRACE_SECONDS, model_tar, start_training, wait_for
-from tests.pipes import PipeWriter, manifest_records, to_pipe_mode
+from tests.pipes import PipeWriter, frame, manifest_records, to_pipe_mode
 
 HP = {"epochs": 2, "mini_batch_size": 4, "validation_mini_batch_size": 2}
 FAST = {"SEMSEG_PIPE_TIMEOUT": "3"}
