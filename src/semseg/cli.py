@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from semseg import __version__
+from semseg.cluster import must_exit_at_once
 from semseg.config import Config, defaults
 from semseg.errors import AlgorithmError, ClientError, JobError, Stopped
 from semseg.files import write_text
@@ -165,4 +166,8 @@ def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) ->
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if must_exit_at_once():  # a multi-host job failed here: skip MXNet's kvstore teardown, which would hang
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)

@@ -56,8 +56,12 @@ class Loop:
         crop_size: int,
         mixed_precision: bool = False,
         pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+        global_batch: int | None = None,
     ) -> None:
+        """`global_batch`: the batch of all hosts together, when this host trains a share of it; its gradient
+        is then weighted by its share, and the parameter server sums the hosts' gradients."""
         self.net = net
+        self.global_batch = global_batch
         self.pixel_budget = pixel_budget
         self.mixed_precision = mixed_precision
         self.loss = loss
@@ -118,7 +122,8 @@ class Loop:
         the summed gradient is that of the whole batch, however it was split.
         """
         valid = mx.nd.sum(masks.astype("float32") != IGNORE)
-        scale = 1.0 / mx.nd.maximum(valid, 1.0).reshape((1,))
+        share = images.shape[0] / self.global_batch if self.global_batch else 1.0  # this host's part of the batch
+        scale = share / mx.nd.maximum(valid, 1.0).reshape((1,))
         xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
         ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
         # Copies between devices are all pushed before the first forward op: with SyncBatchNorm a device's
@@ -132,7 +137,7 @@ class Loop:
                     autograd.backward(scaled)
         if not self.mixed_precision:
             autograd.backward(objectives)
-        self.trainer.step(images.shape[0])
+        self.trainer.step(self.global_batch or images.shape[0])
         return [per_sample for _, per_sample in outputs]
 
     @staticmethod

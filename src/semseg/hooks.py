@@ -30,7 +30,7 @@ class JobHooks:
         self,
         reporter: Reporter,
         state: JobState,
-        model_dir: Path,
+        model_dir: Path | None,
         seed_epoch: Callable[[int], None],
         checkpoints: CheckpointStore | None,
         early_stopping: EarlyStopping,
@@ -51,7 +51,7 @@ class JobHooks:
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
         self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
-        if is_best:
+        if is_best and self.model_dir is not None:  # None: a host other than the first keeps nothing
             self.state.keep_best(self.model_dir)
             log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)
         if self.checkpoints is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from semseg.cluster import Cluster
 from semseg.errors import ClientError
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,14 @@ class Job:
     paths: JobPaths
     hyperparameters: dict[str, Any]
     input_data_config: dict[str, dict[str, Any]]
-    current_host: str = DEFAULT_HOST
+    cluster: Cluster = field(default_factory=lambda: Cluster((DEFAULT_HOST,), DEFAULT_HOST))
     checkpoint_dir: Path | None = None
     channels: dict[str, Path] = field(default_factory=dict)
     pipes: frozenset[str] = frozenset()  # the splits in Pipe mode: FIFOs data_dir/<split>_<n>
+
+    @property
+    def current_host(self) -> str:
+        return self.cluster.current_host
 
     def channel(self, name: str) -> Path | None:
         """The folder of an optional channel, or None when the job has no such channel."""
@@ -115,7 +120,7 @@ def load_job(paths: JobPaths) -> Job:
         log.warning("%s is missing: using the channel folders under %s", idc_file, paths.data_dir)
         input_data_config = {}
 
-    current_host = _read_resource_config(paths.config_dir / "resourceconfig.json")
+    cluster = _read_resource_config(paths.config_dir / "resourceconfig.json")
     checkpoint_dir = _read_checkpoint_config(paths)
     pipes = _pipe_channels(input_data_config)
     channels = _find_channels(paths, input_data_config, pipes)
@@ -123,7 +128,7 @@ def load_job(paths: JobPaths) -> Job:
         paths=paths,
         hyperparameters=hyperparameters,
         input_data_config=input_data_config,
-        current_host=current_host,
+        cluster=cluster,
         checkpoint_dir=checkpoint_dir,
         channels=channels,
         pipes=pipes,
@@ -136,22 +141,22 @@ def _object(value: Any, path: Path) -> dict[str, Any]:
     return value
 
 
-def _read_resource_config(path: Path) -> str:
-    """The current host's name; more than one host is refused."""
+def _read_resource_config(path: Path) -> Cluster:
+    """The job's hosts and the current one."""
     if not path.exists():
         log.warning("%s is missing: assuming a single host named %s", path, DEFAULT_HOST)
-        return DEFAULT_HOST
+        return Cluster((DEFAULT_HOST,), DEFAULT_HOST)
     config = _object(read_json_file(path, "resource config"), path)
     current = config.get("current_host")
-    hosts = config.get("hosts") or [current]
     if not isinstance(current, str) or not current:
         raise ClientError(f"{path} has no current_host string")
-    if len(hosts) > 1:
-        raise ClientError(
-            f"This algorithm trains on a single instance, but {path} lists {len(hosts)} hosts "
-            f"({', '.join(map(str, hosts))}). Set the instance count to 1; all GPUs of the instance are used."
-        )
-    return current
+    hosts = config.get("hosts") or [current]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts) or current not in hosts:
+        raise ClientError(f"{path}: hosts must be a list of host names that includes current_host {current!r}")
+    if len(set(hosts)) != len(hosts):
+        raise ClientError(f"{path} lists a host twice: {', '.join(hosts)}")
+    interface = config.get("network_interface_name")
+    return Cluster(tuple(hosts), current, interface if isinstance(interface, str) and interface else None)
 
 
 def _read_checkpoint_config(paths: JobPaths) -> Path | None:

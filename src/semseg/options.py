@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from semseg.cluster import DEFAULT_PS_PORT
 from semseg.data.stream import DEFAULT_SHUFFLE_BUFFER, DEFAULT_TIMEOUT_S, PipeSettings
 from semseg.errors import ClientError
 from semseg.params import parse_bool
+from semseg.peers import DEFAULT_TIMEOUT_S as PEER_TIMEOUT_S
 from semseg.sliding import DEFAULT_PIXEL_BUDGET
 
 MAX_DATA_WORKERS = 16  # the managed algorithm's
@@ -34,6 +36,8 @@ class RunOptions:
     pixel_budget: int = DEFAULT_PIXEL_BUDGET  # SEMSEG_PIXEL_BUDGET: larger validation images go by windows
     pipe_timeout_s: float = DEFAULT_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT: wait for a Pipe-mode FIFO and its data
     pipe_shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: pairs shuffled in memory
+    ps_port: int = DEFAULT_PS_PORT  # SEMSEG_PS_PORT: several hosts: the scheduler's port; + 1 + rank: peer watch
+    peer_timeout_s: float = PEER_TIMEOUT_S  # SEMSEG_PEER_TIMEOUT: a host silent this long has failed
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
@@ -50,6 +54,8 @@ class RunOptions:
             pixel_budget=max(1, env_int(environ, "SEMSEG_PIXEL_BUDGET", DEFAULT_PIXEL_BUDGET)),
             pipe_timeout_s=max(1.0, _env(environ, "SEMSEG_PIPE_TIMEOUT", float, DEFAULT_TIMEOUT_S, "a number")),
             pipe_shuffle_buffer=max(0, env_int(environ, "SEMSEG_PIPE_SHUFFLE_BUFFER", DEFAULT_SHUFFLE_BUFFER)),
+            ps_port=env_int(environ, "SEMSEG_PS_PORT", DEFAULT_PS_PORT),
+            peer_timeout_s=max(2.0, _env(environ, "SEMSEG_PEER_TIMEOUT", float, PEER_TIMEOUT_S, "a number")),
         )
 
     def pipe(self, should_stop: Callable[[], bool]) -> PipeSettings:

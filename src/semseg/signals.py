@@ -11,8 +11,18 @@ import logging
 import signal
 from collections.abc import Iterator
 from types import FrameType
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+class StopSignal(Protocol):
+    """A stop request: true once asked; `signum` the signal that asked (None before)."""
+
+    @property
+    def signum(self) -> int | None: ...
+
+    def __call__(self) -> bool: ...
 
 
 class StopFlag:

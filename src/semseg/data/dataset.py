@@ -87,9 +87,18 @@ class SeededBatchSampler:
     """
 
     def __init__(
-        self, size: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int, shard: tuple[int, int] = (0, 1)
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+        limit: int | None = None,
     ) -> None:
         self.shard = shard
+        self.limit = limit  # at most this many batches (hosts with data of different sizes take the same steps)
         self.size = size
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -101,9 +110,8 @@ class SeededBatchSampler:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.size // self.batch_size
-        return -(-self.size // self.batch_size)
+        batches = self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+        return batches if self.limit is None else min(batches, self.limit)
 
     def __iter__(self) -> Iterator[list[Key]]:
         rng = np.random.default_rng((self.seed, self.epoch))

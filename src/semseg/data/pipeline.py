@@ -36,10 +36,17 @@ def build_loaders(
     make_loader: MakeLoader = mxnet_loader,
     shard: tuple[int, int] = (0, 1),
     pipe: PipeSettings | None = None,
+    agree_min: Callable[[int], int] | None = None,
 ) -> tuple[EpochLoader, EpochLoader]:
     """(train, validation) loaders of the job's channels, each File or Pipe mode, made by the engine's
-    `make_loader`; `shard` = (rank, processes) gives one process of a multi-GPU job its share of every
-    batch (File mode only: a FIFO has one reader)."""
+    `make_loader`.
+
+    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts (File mode
+    only: a FIFO has one reader). Training takes its share of every batch of the whole job's (same order
+    and seeds on every part), validation every parts-th image. A train channel distributed by S3 key
+    (each host got its own files) is trained whole, with this part's share of `mini_batch_size`, for the
+    number of batches that every part has (`agree_min` gives the smallest of all parts' counts).
+    """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()
     if job.pipes and shard[1] > 1:
@@ -62,11 +69,23 @@ def build_loaders(
             )  # fmt: skip
         else:
             dataset = _file_dataset(job, split, label_map, transform)
+            own_files = _sharded_by_key(job, split) and shard[1] > 1
             if training:
-                _check_train_size(config, len(dataset))
-            sampler = SeededBatchSampler(
-                len(dataset), batch_size, shuffle=training, drop_last=training, seed=seed, shard=shard
-            )
+                _check_train_size(config, len(dataset) * (shard[1] if own_files else 1))
+            if not training and not own_files:
+                dataset.pairs = dataset.pairs[shard[0] :: shard[1]]
+            if training and own_files:
+                batch_size = batch_size // shard[1] + (shard[0] < batch_size % shard[1])
+                batches = agree_min(len(dataset) // batch_size) if agree_min else len(dataset) // batch_size
+                log.info("Channel train (ShardedByS3Key): %d batches of %d on this host", batches, batch_size)
+                sampler = SeededBatchSampler(
+                    len(dataset), batch_size, shuffle=True, drop_last=True, seed=seed + shard[0], limit=batches
+                )
+            else:
+                sampler = SeededBatchSampler(
+                    len(dataset), batch_size, shuffle=training, drop_last=training, seed=seed,
+                    shard=shard if training else (0, 1),
+                )  # fmt: skip
         loaders.append(EpochLoader(make_loader(dataset, sampler, workers), sampler))
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]
@@ -85,6 +104,11 @@ def _check_train_size(config: Config, pairs: int) -> None:
             config.num_training_samples,
             pairs,
         )
+
+
+def _sharded_by_key(job: Job, split: str) -> bool:
+    config = job.input_data_config.get(split)
+    return isinstance(config, dict) and config.get("S3DistributionType") == "ShardedByS3Key"
 
 
 def _train_transform(config: Config) -> transforms.Transform:
