@@ -44,6 +44,9 @@ _FIRST_KEY = 100_000
 _DIGIT_BITS = 12
 _DIGITS = 4
 _CHILD_EXIT_S = 30.0
+# A ps-lite scheduler or server: MXNet runs the role given by DMLC_ROLE while it is imported. It asks Linux to
+# kill it when its parent (this host's worker) dies, so that no server outlives a failed worker.
+_ROLE_PROCESS = "import ctypes; ctypes.CDLL(None).prctl(1, 9); import mxnet"  # prctl(PR_SET_PDEATHSIG, SIGKILL)
 
 
 class ParameterServer:
@@ -61,7 +64,7 @@ class ParameterServer:
         try:
             for role in cluster.roles():
                 env = {**os.environ, "OMP_NUM_THREADS": "1", **cluster.dmlc_env(role, root, mine, port)}
-                self._children.append(subprocess.Popen([sys.executable, "-c", "import mxnet"], env=env))
+                self._children.append(subprocess.Popen([sys.executable, "-c", _ROLE_PROCESS], env=env))
             self.kv = self._join(cluster, gpu, root, mine, port)
         except BaseException:
             self.abandon()
@@ -93,11 +96,7 @@ class ParameterServer:
 
     def sum_counts(self, name: str, counts: np.ndarray) -> np.ndarray:
         """The exact int64 sum of non-negative integer `counts` over the hosts."""
-        counts = counts.astype(np.int64)
-        mask = (1 << _DIGIT_BITS) - 1
-        digits = np.stack([(counts >> (_DIGIT_BITS * i)) & mask for i in range(_DIGITS)]).astype(np.float32)
-        summed = self.allreduce(name, digits).astype(np.int64)
-        return sum((summed[i] << (_DIGIT_BITS * i) for i in range(_DIGITS)), np.zeros_like(counts))
+        return from_digits(self.allreduce(name, to_digits(counts)))
 
     def finish(self) -> None:
         """After the last exchange: wait for every host, stop watching, and let the servers end."""
@@ -153,6 +152,20 @@ class ParameterServer:
         (freeing waits for every worker), see cli.run."""
         for child in self._children:
             child.send_signal(signal.SIGKILL)
+
+
+def to_digits(counts: np.ndarray) -> np.ndarray:
+    """Non-negative integers below 2**48 as float32 digits (4, *shape) of 12 bits: sums of up to 4096 of
+    them stay exact in float32."""
+    counts = counts.astype(np.int64)
+    mask = (1 << _DIGIT_BITS) - 1
+    return np.stack([(counts >> (_DIGIT_BITS * i)) & mask for i in range(_DIGITS)]).astype(np.float32)
+
+
+def from_digits(digits: np.ndarray) -> np.ndarray:
+    """The int64 numbers of (summed) `to_digits` digits."""
+    whole = np.rint(digits).astype(np.int64)
+    return sum((whole[i] << (_DIGIT_BITS * i) for i in range(_DIGITS)), np.zeros(whole.shape[1:], np.int64))
 
 
 def broadcast_parameters(trainer: Any) -> None:

@@ -75,10 +75,10 @@ def test_pipe_mode_it_cannot_read_is_refused_with_a_fix(job_dir: Path, config: d
         load_job(JobPaths(job_dir))
 
 
-def test_more_than_one_host_is_refused(job_dir: Path) -> None:
-    write_config(job_dir, "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
-    with pytest.raises(ClientError, match="single instance"):
-        load_job(JobPaths(job_dir))
+def test_several_hosts_are_read(job_dir: Path) -> None:
+    write_config(job_dir, "resourceconfig.json", {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})
+    job = load_job(JobPaths(job_dir))
+    assert job.current_host == "algo-2" and job.cluster.hosts == ("algo-1", "algo-2")
 
 
 def test_missing_optional_files_have_defaults(job_dir: Path) -> None:

@@ -1,0 +1,118 @@
+"""Two hosts on MXNet's parameter server, as two `train` processes on this machine: hosts 127.0.0.1 and
+127.0.0.2 (both loopback, so each has its own address as on SageMaker), each with its own /opt/ml."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from semseg.example import make_job
+from tests.functional.test_job_life import GRACE_SECONDS, wait_for
+
+pytestmark = pytest.mark.slow
+
+HOSTS = ["127.0.0.1", "127.0.0.2"]
+HP = {"epochs": 2, "mini_batch_size": 4, "validation_mini_batch_size": 2}
+_ports = count(9400 + 20 * (os.getpid() % 20), 5)  # each job its own ports: no waiting for sockets in TIME_WAIT
+
+
+def start_hosts(
+    tmp_path: Path, name: str, hp: dict | None = None, env: dict[str, str] | None = None, checkpoints: bool = False
+) -> tuple[list[Path], list[subprocess.Popen[str]]]:
+    """Both hosts' jobs, started; with `checkpoints`, one checkpoint folder that both see (as SageMaker
+    restores the job's checkpoint S3 prefix on every host)."""
+    port = next(_ports)
+    bases, procs = [], []
+    for rank, host in enumerate(HOSTS):
+        base = tmp_path / name / f"host{rank}"
+        if not base.exists():
+            make_job(base, images=8, size=32, hyperparameters={**HP, **(hp or {})})
+            config = base / "input" / "config"
+            resources = {"current_host": host, "hosts": HOSTS, "network_interface_name": "lo"}
+            (config / "resourceconfig.json").write_text(json.dumps(resources))
+            if checkpoints:
+                shared = tmp_path / name / "checkpoints"
+                (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": str(shared)}))
+        variables = {
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base),
+            "SEMSEG_PROGRESS_EVERY": "1",
+            "SEMSEG_PS_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "semseg", "train"],
+                env=variables,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        bases.append(base)
+    return bases, procs
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[str]:
+    return [proc.communicate(timeout=timeout)[0] for proc in procs]
+
+
+def metric(log: str, name: str) -> list[float]:
+    return [float(v) for v in re.findall(rf"{name}: (\S+) \.", log)]
+
+
+def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path) -> None:
+    bases, procs = start_hosts(tmp_path, "two")
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for host, log in zip(HOSTS, logs):
+        assert len(re.findall(rf"host: {re.escape(host)}, epoch: \d, train loss", log)) == 2, "each host's own lines"
+    assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU"), "global: the same on both"
+    assert len(metric(logs[0], "validation mIOU")) == 2
+    assert metric(logs[0], "train loss") != metric(logs[1], "train loss"), "each host its own half of the batch"
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (bases[0] / "model").iterdir()}
+    assert not (bases[1] / "model").exists() or not any((bases[1] / "model").iterdir()), "only the first host writes"
+    assert "runs scheduler and server and a worker" in logs[0] and "runs server and a worker" in logs[1]
+
+
+def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path) -> None:
+    bases, procs = start_hosts(tmp_path, "dead", {"epochs": 30}, env={"SEMSEG_PEER_TIMEOUT": "5"})
+    wait_for(procs[1], "epoch: 1, iterations: 1 ")
+    procs[1].kill()  # SIGKILL: no goodbye, as a host that fails
+    killed = time.monotonic()
+    out, _ = procs[0].communicate(timeout=120)
+    assert time.monotonic() - killed < 5 + 15, "the peer timeout plus a few probes"
+    assert procs[0].returncode == 1, out[-3000:]
+    failure = (bases[0] / "output" / "failure").read_text()
+    assert failure.startswith("AlgorithmError: Host 127.0.0.2 has not answered for "), failure
+    assert "(SEMSEG_PEER_TIMEOUT)" in failure and "This host: 127.0.0.1" in failure
+    assert (bases[0] / "model" / "model_best.params").exists(), "what was written stays"
+
+
+def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_path: Path) -> None:
+    bases, procs = start_hosts(tmp_path, "stop", {"epochs": 4}, checkpoints=True)
+    wait_for(procs[0], "epoch: 1, validation mIOU")
+    wait_for(procs[0], "epoch: 2, iterations: 1 ")
+    procs[1].send_signal(signal.SIGTERM)  # one host only: the other stops with it
+    logs = finish(procs, GRACE_SECONDS)
+    assert [p.returncode for p in procs] == [143, 143], logs[0][-2000:] + logs[1][-2000:]
+    assert "Another host was asked to stop: stopping with it" in logs[0]
+    assert not any((base / "output" / "failure").exists() for base in bases)
+    assert {"model_algo-1", "model_best.params"} <= {p.name for p in (bases[0] / "model").iterdir()}
+
+    _, procs = start_hosts(tmp_path, "stop", checkpoints=True)
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert all("Resuming from checkpoint" in log and "epoch-0001" in log for log in logs)
+    assert len(metric(logs[0], "validation mIOU")) == 2, "epochs 2 and 3"
+    assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
