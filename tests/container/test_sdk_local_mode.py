@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def offline_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 
-def fitted_estimator(image: str, tmp_path: Path, **extra: Any) -> Any:
+def fitted_estimator(image: str, tmp_path: Path, instance_count: int = 1, **extra: Any) -> Any:
     """An SDK v2 Estimator of `image` in local mode, fitted on a tiny generated job through file:// channels."""
     from sagemaker.estimator import Estimator
     from sagemaker.local import LocalSession
@@ -46,7 +47,7 @@ def fitted_estimator(image: str, tmp_path: Path, **extra: Any) -> Any:
     estimator = Estimator(
         image_uri=image,
         role="arn:aws:iam::111111111111:role/SageMakerRole",
-        instance_count=1,
+        instance_count=instance_count,
         instance_type="local",
         output_path=f"file://{tmp_path / 'output'}",
         sagemaker_session=session,
@@ -70,6 +71,24 @@ def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: No
     with tarfile.open(model_tar) as tar:
         names = {Path(n).name for n in tar.getnames()}
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= names
+
+
+def test_sdk_v2_local_mode_on_two_instances(
+    image: str, tmp_path: Path, offline_sdk: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two containers on the SDK's compose network train one model on MXNet's parameter server."""
+    estimator = fitted_estimator(image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
+    log = capfd.readouterr().out
+    hosts = sorted(set(re.findall(r"host: (algo-\d-\w+), epoch: 0, train loss", log)))
+    assert len(hosts) == 2, log[-3000:]
+    for host in hosts:
+        assert len(re.findall(rf"host: {host}, epoch: \d, validation mIOU", log)) == 2
+    assert "kvstore dist_sync" in log
+    model_tar = Path(estimator.model_data.replace("file://", ""))
+    with tarfile.open(model_tar) as tar:
+        names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
+    assert len(names) == len(set(names)), "one host's files: nothing collides"
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= set(names)
 
 
 def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
