@@ -36,12 +36,12 @@ def start_hosts(
         base = tmp_path / name / f"host{rank}"
         if not base.exists():
             make_job(base, images=8, size=32, hyperparameters={**HP, **(hp or {})})
-            config = base / "input" / "config"
-            resources = {"current_host": host, "hosts": HOSTS, "network_interface_name": "lo"}
-            (config / "resourceconfig.json").write_text(json.dumps(resources))
-            if checkpoints:
-                shared = tmp_path / name / "checkpoints"
-                (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": str(shared)}))
+        config = base / "input" / "config"
+        resources = {"current_host": host, "hosts": HOSTS, "network_interface_name": "lo"}
+        (config / "resourceconfig.json").write_text(json.dumps(resources))
+        if checkpoints:
+            shared = tmp_path / name / "checkpoints"
+            (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": str(shared)}))
         variables = {
             **os.environ,
             "SAGEMAKER_BASE_DIR": str(base),
@@ -116,3 +116,37 @@ def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_pat
     assert all("Resuming from checkpoint" in log and "epoch-0001" in log for log in logs)
     assert len(metric(logs[0], "validation mIOU")) == 2, "epochs 2 and 3"
     assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
+
+
+def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp_path: Path) -> None:
+    """ShardedByS3Key: host 0 got 8 images, host 1 got 12: both take host 0's number of steps."""
+    for rank, images in enumerate((8, 12)):
+        base = tmp_path / "sharded" / f"host{rank}"
+        make_job(base, images=images, size=32, hyperparameters={**HP, "num_training_samples": 20})
+        channel = {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}
+        config = {name: {"TrainingInputMode": "File"} for name in ("validation", "validation_annotation")}
+        config.update({"train": channel, "train_annotation": channel})
+        (base / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(config))
+    _, procs = start_hosts(tmp_path, "sharded")
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert all("Channel train (ShardedByS3Key): 4 batches of 2 on this host" in log for log in logs)
+    assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
+
+
+@pytest.mark.parametrize(
+    "env, hp, message",
+    [
+        ({"SEMSEG_ENGINE": "torch"}, {}, "several hosts train on the MXNet engine"),
+        ({}, {"mini_batch_size": 1}, "mini_batch_size=1 is the batch of all 2 hosts together"),
+    ],
+)
+def test_what_several_hosts_cannot_do_is_a_client_error(
+    tmp_path: Path, train_job, env: dict, hp: dict, message: str
+) -> None:
+    base = make_job(tmp_path / "job", images=4, size=32, hyperparameters={**HP, **hp})
+    resources = {"current_host": HOSTS[0], "hosts": HOSTS, "network_interface_name": "lo"}
+    (base / "input" / "config" / "resourceconfig.json").write_text(json.dumps(resources))
+    run = train_job(base=base, env={"SEMSEG_PS_PORT": str(next(_ports)), **env})
+    assert run.code == 2
+    assert message in run.failure, run.failure
