@@ -1,6 +1,6 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
-benchmarks/out/. NAME: input_pipeline, pipe_mode, validation, overhead, train_step, serving, gpu (the PyTorch engine),
-gpu_mxnet (both skipped without a GPU).
+benchmarks/out/. NAME: input_pipeline, pipe_mode, validation, several_hosts, overhead, train_step, serving,
+gpu (the PyTorch engine), gpu_mxnet (both skipped without a GPU).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
 (semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
@@ -17,7 +17,17 @@ from pathlib import Path
 
 from semseg.threads import configure_openmp
 
-NAMES = ("input_pipeline", "pipe_mode", "validation", "overhead", "train_step", "serving", "gpu", "gpu_mxnet")
+NAMES = (
+    "input_pipeline",
+    "pipe_mode",
+    "validation",
+    "overhead",
+    "several_hosts",
+    "train_step",
+    "serving",
+    "gpu",
+    "gpu_mxnet",
+)
 
 
 def main() -> None:
@@ -33,7 +43,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="semseg-bench-"))
     for name in args.names:
         module = importlib.import_module(f"benchmarks.{name}")
-        if name in ("input_pipeline", "pipe_mode", "overhead"):
+        if name in ("input_pipeline", "pipe_mode", "overhead", "several_hosts"):
             module.main(work, args.quick)
         else:
             module.main(args.quick)

@@ -150,3 +150,16 @@ def test_what_several_hosts_cannot_do_is_a_client_error(
     run = train_job(base=base, env={"SEMSEG_PS_PORT": str(next(_ports)), **env})
     assert run.code == 2
     assert message in run.failure, run.failure
+
+
+def test_a_host_whose_data_fails_ends_at_once_and_the_other_follows(tmp_path: Path) -> None:
+    base = tmp_path / "bad" / "host1"
+    make_job(base, images=8, size=32, hyperparameters=HP)
+    label_map = base / "input" / "data" / "label_map"
+    label_map.mkdir()
+    (label_map / "train_label_map.json").write_text(json.dumps({"map": {"0": 0, "1": 1}}))  # class 2 is no class
+    bases, procs = start_hosts(tmp_path, "bad", env={"SEMSEG_PEER_TIMEOUT": "5"})
+    logs = finish(procs, timeout=120)
+    assert [p.returncode for p in procs] == [1, 2], logs[0][-2000:] + logs[1][-2000:]
+    assert (bases[1] / "output" / "failure").read_text().startswith("ClientError: Annotation ")
+    assert (bases[0] / "output" / "failure").read_text().startswith("AlgorithmError: Host 127.0.0.2 has not answered")
