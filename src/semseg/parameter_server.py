@@ -98,6 +98,13 @@ class ParameterServer:
         """The exact int64 sum of non-negative integer `counts` over the hosts."""
         return from_digits(self.allreduce(name, to_digits(counts)))
 
+    def drain(self) -> None:
+        """Before hosts stop early: every host's exchanges of the last step complete (a host that left at
+        once could take half of this host's pending gradient sums with its server), then stop watching."""
+        mx.nd.waitall()
+        self.kv._barrier()
+        self.watch.disarm()
+
     def finish(self) -> None:
         """After the last exchange: wait for every host, stop watching, and let the servers end."""
         self.kv._barrier()
@@ -112,19 +119,21 @@ class ParameterServer:
         self.watch.close()
         cluster_module.parameter_server_finished()
 
-    def agree_min(self, name: str, value: int) -> int:
-        """The smallest of every host's `value`."""
+    def gather(self, name: str, value: int) -> list[int]:
+        """Every host's non-negative `value`, in host order."""
         values = np.zeros(self.cluster.size, np.int64)
         values[self.cluster.rank] = value
-        return int(self.sum_counts(name, values).min())
+        return [int(v) for v in self.sum_counts(name, values)]
+
+    def agree_min(self, name: str, value: int) -> int:
+        """The smallest of every host's `value`."""
+        return min(self.gather(name, value))
 
     def check_same(self, name: str, value: int, what: str) -> None:
         """AlgorithmError unless every host has the same `value` (`what` names it in the message)."""
-        values = np.zeros(self.cluster.size, np.int64)
-        values[self.cluster.rank] = value
-        summed = self.sum_counts(name, values)
-        if len(set(summed.tolist())) > 1:
-            each = ", ".join(f"{host}: {v}" for host, v in zip(self.cluster.hosts, summed.tolist()))
+        values = self.gather(name, value)
+        if len(set(values)) > 1:
+            each = ", ".join(f"{host}: {v}" for host, v in zip(self.cluster.hosts, values))
             raise AlgorithmError(f"The hosts disagree on {what} ({each}); they must all see the same.")
 
     def _children_ended(self) -> str | None:

@@ -157,6 +157,8 @@ def _fit_mxnet(
         loop = DistributedLoop(loop, server)
     loaders = (train_loader, validation_loader)
     result = run(job, config, options, stop, loop, state, start, loaders, mx.random.seed, leader=cluster.leader)
+    if server and result.interrupted:
+        server.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
     if cluster.leader:
         artifacts.finish(config, net, job.paths.model_dir)
     return stopped_or(result, stop)
@@ -228,7 +230,7 @@ def run(
             should_stop=stop,
         )
     except Diverged as exc:
-        kept = ", ".join(sorted(p.name for p in model_dir.iterdir()))
+        kept = ", ".join(sorted(p.name for p in model_dir.iterdir())) if model_dir.is_dir() else "nothing"
         raise AlgorithmError(
             f"{exc.message} Lower learning_rate (now {config.learning_rate:g}), e.g. to a tenth. "
             f"Kept in {model_dir}: {kept}."

@@ -60,5 +60,5 @@ def test_drop_last_drops_the_partial_batch_and_a_short_stream_is_an_error(tmp_pa
     stream.set_epoch(0)
     assert [len(batch) for batch in stream] == [3, 3]
     (tmp_path / "train_1").write_bytes(frame(png(1)) + frame(png(0)))
-    with pytest.raises(ClientError, match=r"train_1 gave 1 image/mask pairs; training needs at least"):
+    with pytest.raises(ClientError, match=r"train_1 gave 1 image/mask pairs; the job needs at least"):
         list(stream)

@@ -145,7 +145,7 @@ class PipeBatches:
         if pairs < (self.batch_size if self.drop_last else 1):
             need = f"at least mini_batch_size={self.batch_size}" if self.drop_last else "at least one"
             raise ClientError(
-                f"Channel {self.channel!r}: the Pipe-mode FIFO {path} gave {pairs} image/mask pairs; training "
+                f"Channel {self.channel!r}: the Pipe-mode FIFO {path} gave {pairs} image/mask pairs; the job "
                 f"needs {need}. Check the augmented manifest, or lower the batch size."
             )
         if self.expected is not None and pairs != self.expected:
