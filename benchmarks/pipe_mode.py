@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 import resource
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from mxnet.gluon.data import DataLoader
 from PIL import Image
 
 from benchmarks.common import alternate, median, rate, save, table
+from benchmarks.fifo_writer import Writer
 from benchmarks.input_pipeline import BASE_SIZE, make_images
 from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
 from semseg.data.labels import identity
@@ -33,22 +31,6 @@ from semseg.data.transforms import gluoncv_train, seed_train
 from semseg.recordio import frame
 
 GROWTH_GOAL = 0.10
-
-
-class Writer(threading.Thread):
-    """Writes `records(n)` into FIFO folder/train_<n> for n = 0 .. passes-1."""
-
-    def __init__(self, folder: Path, passes: int, records: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.folder, self.passes, self.records = folder, passes, records
-
-    def run(self) -> None:
-        for n in range(self.passes):
-            path = self.folder / f"train_{n}"
-            os.mkfifo(path)
-            with open(path, "wb") as fifo:
-                for record in self.records():
-                    fifo.write(record)
 
 
 def pipe_batches(folder: Path, batch: int) -> PipeBatches:
