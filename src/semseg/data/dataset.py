@@ -31,10 +31,16 @@ def read_image(path: Path) -> np.ndarray:
 
 def decode_image(data: np.ndarray | bytes, source: str) -> np.ndarray:
     """HxWx3 uint8 RGB from encoded JPEG/PNG bytes; ClientError naming `source` when they do not decode."""
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = try_decode_image(data)
     if image is None:
         raise ClientError(f"{source} cannot be decoded (truncated or corrupt?). Replace or remove it.")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def try_decode_image(data: np.ndarray | bytes) -> np.ndarray | None:
+    """HxWx3 uint8 RGB from encoded JPEG/PNG bytes, or None when they are no image."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path | IO[bytes], source: str | None = None) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 SageMaker makes FIFO `<channel>_<n>` for the n-th pass over a Pipe-mode channel (n counts from 0 in every
 container, also after a checkpoint restart) and writes the manifest's attributes as RecordIO records:
-image, mask, image, mask, ... A reader thread reads the FIFO, pairs the records and checks each pair's
-headers (a bad stream fails at its record, naming it); the consumer shuffles through a bounded buffer and
-hands batches of encoded pairs to the engine's DataLoader, whose workers decode and augment them exactly as
-in File mode. Nothing holds more than the shuffle buffer plus the DataLoader's prefetch of the channel.
+image, mask, image, mask, ... A reader thread reads the FIFO and pairs the records (bad framing fails at
+its record, naming it); the consumer shuffles through a bounded buffer and hands batches of encoded pairs
+to the engine's DataLoader, whose workers check, decode and augment them as in File mode (a bad image or
+mask fails there, naming its record). The main process, which also drives the GPU, only moves bytes.
+Nothing holds more than the shuffle buffer plus the DataLoader's prefetch of the channel.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from semseg.data.channels import MASK_MODES
-from semseg.data.dataset import decode_image, prepare, read_mask
+from semseg.data.dataset import prepare, try_decode_image
 from semseg.data.fifo import Fifo, FifoStopped
 from semseg.data.labels import LabelMap
 from semseg.data.transforms import Transform
@@ -35,7 +36,8 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_SHUFFLE_BUFFER = 256  # pairs; ~256 x the encoded size of a pair in memory
 _QUEUE_PAIRS = 32  # read ahead of the consumer
 
-StreamKey = tuple[bytes, bytes, int, int, str]  # image, mask (encoded), sample seed, image's record, FIFO
+# image, mask (encoded), sample seed, the image's record index, channel, FIFO
+StreamKey = tuple[bytes, bytes, int, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -57,19 +59,50 @@ class _End:
     pairs: int
 
 
+def stream_error(channel: str, fifo: str, record: int, what: str) -> ClientError:
+    return ClientError(f"Channel {channel!r}, Pipe-mode FIFO {fifo}: record {record} {what}.")
+
+
 class StreamDataset:
-    """Stream keys -> (image uint8 HxWx3, class-id mask uint8 HxW): decoding in the DataLoader's workers."""
+    """Stream keys -> (image uint8 HxWx3, class-id mask uint8 HxW), in the DataLoader's workers: decoding, the
+    checks of each pair (naming its records), the label map and the transform."""
 
     def __init__(self, label_map: LabelMap, transform: Transform) -> None:
         self.label_map = label_map
         self.transform = transform
 
     def __getitem__(self, key: StreamKey) -> tuple[np.ndarray, np.ndarray]:
-        image_bytes, mask_bytes, seed, record, source = key
-        image_name, mask_name = f"record {record} of {source}", f"record {record + 1} of {source}"
-        image = decode_image(image_bytes, f"Image {image_name}")
-        mask = self.label_map.apply(read_mask(io.BytesIO(mask_bytes), mask_name), mask_name)
-        return prepare(image, mask, self.transform, seed, image_name, mask_name)
+        image_bytes, mask_bytes, seed, record, channel, fifo = key
+        image = try_decode_image(image_bytes)
+        if image is None:
+            raise stream_error(channel, fifo, record, "is no image (JPEG or PNG) that can be decoded")
+        mask = _decode_mask(mask_bytes, channel, fifo, record + 1)
+        if mask.shape != image.shape[:2]:
+            raise stream_error(
+                channel, fifo, record + 1,
+                f"is a {mask.shape[1]}x{mask.shape[0]} mask, but its image (record {record}) is "
+                f"{image.shape[1]}x{image.shape[0]}; a mask must have the same width and height as its image",
+            )  # fmt: skip
+        source = f"channel {channel!r} (FIFO {fifo})"
+        mask_name = f"record {record + 1} of {source}"
+        mask = self.label_map.apply(mask, mask_name)
+        return prepare(image, mask, self.transform, seed, f"record {record} of {source}", mask_name)
+
+
+def _decode_mask(data: bytes, channel: str, fifo: str, record: int) -> np.ndarray:
+    """HxW uint8 values of a single-channel 8-bit PNG; a stream error naming the record otherwise."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "PNG" or img.mode not in MASK_MODES:
+                raise stream_error(
+                    channel, fifo, record,
+                    f"is a {img.format} image of mode {img.mode}, not a single-channel 8-bit PNG mask (mode L or "
+                    "P). Check AttributeNames: the image (source-ref) first, then the mask's -ref attribute",
+                )  # fmt: skip
+            img.load()
+            return np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise stream_error(channel, fifo, record, f"is not a single-channel 8-bit PNG mask: {exc}") from None
 
 
 class PipeBatches:
@@ -116,7 +149,8 @@ class PipeBatches:
         reader = _Reader(path, self.channel, self.settings)
         try:
             for pair in reader.pairs():
-                key = (pair.image, pair.mask, int(rng.integers(0, 2**31 - 1)), pair.record, reader.source)
+                seed = int(rng.integers(0, 2**31 - 1))
+                key = (pair.image, pair.mask, seed, pair.record, self.channel, str(path))
                 if len(buffer) < buffer_size:
                     buffer.append(key)
                     continue
@@ -167,7 +201,6 @@ class _Reader:
         self.path = path
         self.channel = channel
         self.settings = settings
-        self.source = f"channel {channel!r} (FIFO {path})"
         self.count = 0
         self.stopped = False
         self._queue: queue.Queue[_Pair | _End | Exception] = queue.Queue(_QUEUE_PAIRS)
@@ -225,7 +258,6 @@ class _Reader:
                     if image is None:
                         image = record
                         continue
-                    self._check(image, record, index)
                     self._put(_Pair(image, record, index - 1))
                     pairs += 1
                     image = None
@@ -240,30 +272,5 @@ class _Reader:
             )
         return pairs
 
-    def _check(self, image: bytes, mask: bytes, index: int) -> None:
-        """Header checks of the pair ending at record `index` (the pixels are decoded by the workers)."""
-        try:
-            with Image.open(io.BytesIO(image)) as img:
-                size = img.size
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            raise self._error(index - 1, f"is no image (JPEG or PNG) that can be read: {exc}") from None
-        try:
-            with Image.open(io.BytesIO(mask)) as img:
-                mask_format, mode, mask_size = img.format, img.mode, img.size
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            raise self._error(index, f"is not a single-channel 8-bit PNG mask: {exc}") from None
-        if mask_format != "PNG" or mode not in MASK_MODES:
-            raise self._error(
-                index,
-                f"is a {mask_format} image of mode {mode}, not a single-channel 8-bit PNG mask (mode L or P). "
-                "Check AttributeNames: the image (source-ref) first, then the mask's -ref attribute",
-            )
-        if mask_size != size:
-            raise self._error(
-                index,
-                f"is a {mask_size[0]}x{mask_size[1]} mask, but its image (record {index - 1}) is "
-                f"{size[0]}x{size[1]}; a mask must have the same width and height as its image",
-            )
-
     def _error(self, index: int, what: str) -> ClientError:
-        return ClientError(f"Channel {self.channel!r}, Pipe-mode FIFO {self.path}: record {index} {what}.")
+        return stream_error(self.channel, str(self.path), index, what)
