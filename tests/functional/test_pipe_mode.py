@@ -45,10 +45,13 @@ def same(stream: bytes, _pass: int) -> bytes:
     return stream
 
 
-def test_pipe_train_and_validation_train_every_epoch_with_the_managed_lines(tmp_path: Path, train_job) -> None:
+@pytest.mark.parametrize("engine", ["mxnet", "torch"])
+def test_pipe_train_and_validation_train_every_epoch_with_the_managed_lines(
+    tmp_path: Path, train_job, engine: str
+) -> None:
     base, streams = job(tmp_path, "pipe")
     with writers(base, streams) as fifos:
-        run = train_job(base=base, env=FAST)
+        run = train_job(base=base, env={**FAST, "SEMSEG_ENGINE": engine, "SEMSEG_DATA_WORKERS": "2"})
     assert run.code == 0, run.failure
     assert len(run.metric("validation:mIOU")) == 2 and len(run.metric("train:loss")) == 2
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= run.model_files
