@@ -69,26 +69,43 @@ def build_loaders(
             )  # fmt: skip
         else:
             dataset = _file_dataset(job, split, label_map, transform)
-            own_files = _sharded_by_key(job, split) and shard[1] > 1
-            if training:
-                _check_train_size(config, len(dataset) * (shard[1] if own_files else 1))
-            if not training and not own_files:
-                dataset.pairs = dataset.pairs[shard[0] :: shard[1]]
-            if training and own_files:
-                batch_size = batch_size // shard[1] + (shard[0] < batch_size % shard[1])
-                batches = agree_min(len(dataset) // batch_size) if agree_min else len(dataset) // batch_size
-                log.info("Channel train (ShardedByS3Key): %d batches of %d on this host", batches, batch_size)
-                sampler = SeededBatchSampler(
-                    len(dataset), batch_size, shuffle=True, drop_last=True, seed=seed + shard[0], limit=batches
-                )
-            else:
-                sampler = SeededBatchSampler(
-                    len(dataset), batch_size, shuffle=training, drop_last=training, seed=seed,
-                    shard=shard if training else (0, 1),
-                )  # fmt: skip
+            sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min)
         loaders.append(EpochLoader(make_loader(dataset, sampler, workers), sampler))
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]
+
+
+def _file_sampler(
+    job: Job,
+    config: Config,
+    split: str,
+    dataset: SegmentationDataset,
+    batch_size: int,
+    seed: int,
+    shard: tuple[int, int],
+    agree_min: Callable[[int], int] | None,
+) -> SeededBatchSampler:
+    """The batches of a File-mode split for part `shard` of the job (validation: fewer images, see above)."""
+    training = split == "train"
+    own_files = _sharded_by_key(job, split) and shard[1] > 1
+    if not training:
+        if not own_files:
+            dataset.pairs = dataset.pairs[shard[0] :: shard[1]]
+        return SeededBatchSampler(len(dataset), batch_size, shuffle=False, drop_last=False, seed=seed)
+    _check_train_size(config, len(dataset) * (shard[1] if own_files else 1))
+    if not own_files:
+        return SeededBatchSampler(len(dataset), batch_size, shuffle=True, drop_last=True, seed=seed, shard=shard)
+    share = batch_size // shard[1] + (shard[0] < batch_size % shard[1])
+    batches = len(dataset) // share
+    batches = agree_min(batches) if agree_min else batches
+    if batches == 0:  # the same on every host: they all agreed on it
+        raise ClientError(
+            f"Channel 'train' is ShardedByS3Key, and a host received fewer images than its share of "
+            f"mini_batch_size={config.mini_batch_size} over {shard[1]} hosts. Give every host more images, or "
+            "lower mini_batch_size."
+        )
+    log.info("Channel train (ShardedByS3Key): %d batches of %d on this host", batches, share)
+    return SeededBatchSampler(len(dataset), share, shuffle=True, drop_last=True, seed=seed + shard[0], limit=batches)
 
 
 def _check_train_size(config: Config, pairs: int) -> None:
