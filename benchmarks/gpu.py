@@ -26,9 +26,7 @@ from semseg.data.pipeline import build_loaders
 from semseg.example import make_job
 from semseg.fitting import NoHooks
 from semseg.job import JobPaths, load_job
-from semseg.schedule import Schedule
-from semseg.torchengine.job import configure_cuda, optimizer_for
-from semseg.torchengine.loop import Precision, TorchLoop
+from semseg.torchengine.job import configure_cuda, make_loop
 from semseg.torchengine.models import SegmentationNet
 
 MANAGED_V100 = 55.0  # samples/s, crop 240, batch 16: the managed algorithm's published training log
@@ -63,17 +61,7 @@ def measure(
     net = SegmentationNet(algorithm, config.backbone, config.num_classes).to(device)
     if on_gpu:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loop = TorchLoop(
-        net,
-        optimizer_for(net, config),
-        Schedule(config),
-        device,
-        config.num_classes,
-        global_batch=BATCH,
-        aux_weight=0.5,
-        precision=Precision.for_device(device, precision == "bf16"),
-        channels_last=on_gpu,
-    )
+    loop = make_loop(net, config, device)
     hooks = NoHooks()
     train.set_epoch(0)
     loop.train_epoch(train, 0, hooks, 10**9)  # warm-up: cuDNN autotuning, loader workers starting

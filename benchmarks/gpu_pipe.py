@@ -26,9 +26,7 @@ from semseg.example import make_job
 from semseg.fitting import NoHooks
 from semseg.job import JobPaths, load_job
 from semseg.recordio import frame
-from semseg.schedule import Schedule
-from semseg.torchengine.job import configure_cuda, optimizer_for
-from semseg.torchengine.loop import Precision, TorchLoop
+from semseg.torchengine.job import configure_cuda, make_loop
 from semseg.torchengine.models import SegmentationNet
 
 CROP = 240
@@ -91,10 +89,7 @@ def main(quick: bool = False, device: torch.device | None = None, rounds: int | 
     net = SegmentationNet("fcn", config.backbone, config.num_classes).to(device)
     if on_gpu:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loop = TorchLoop(
-        net, optimizer_for(net, config), Schedule(config), device, config.num_classes, global_batch=BATCH,
-        aux_weight=0.5, precision=Precision.for_device(device, on_gpu), channels_last=on_gpu,
-    )  # fmt: skip
+    loop = make_loop(net, config, device)
     rates: dict[str, list[float]] = {"file": [], "pipe": []}
     for epoch in range(rounds + 1):  # epoch 0 warms up (cuDNN autotuning, workers starting)
         for mode, loader in loaders.items():

@@ -25,8 +25,9 @@ from benchmarks.common import alternate, median, rate, save, table
 from benchmarks.fifo_writer import Writer
 from benchmarks.input_pipeline import BASE_SIZE, make_images
 from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
+from semseg.data.fifo import PipeSettings
 from semseg.data.labels import identity
-from semseg.data.stream import PipeBatches, PipeSettings, StreamDataset
+from semseg.data.stream import PipeBatches, StreamDataset
 from semseg.data.transforms import gluoncv_train, seed_train
 from semseg.recordio import frame
 

@@ -18,9 +18,7 @@ import torch
 
 from semseg.config import Config
 from semseg.fitting import NoHooks
-from semseg.schedule import Schedule
-from semseg.torchengine.job import optimizer_for
-from semseg.torchengine.loop import TorchLoop
+from semseg.torchengine.job import make_loop
 from semseg.torchengine.models import SegmentationNet
 
 
@@ -46,15 +44,7 @@ def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:
     ]
     net = SegmentationNet(algorithm, config.backbone, config.num_classes)
     device = torch.device("cpu")
-    loop = TorchLoop(
-        net,
-        optimizer_for(net, config),
-        Schedule(config),
-        device,
-        config.num_classes,
-        global_batch=batch,
-        aux_weight=0.5,
-    )
+    loop = make_loop(net, config, device)
     loop.train_epoch(data, 0, NoHooks(), 10**9)  # warm-up
     print(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", f"torch default ({torch.get_num_threads()})")}))
     sys.stdout.flush()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from semseg.cluster import DEFAULT_PS_PORT
-from semseg.data.stream import DEFAULT_SHUFFLE_BUFFER, DEFAULT_TIMEOUT_S, PipeSettings
+from semseg.data.fifo import DEFAULT_SHUFFLE_BUFFER, DEFAULT_TIMEOUT_S, PipeSettings
 from semseg.errors import ClientError
 from semseg.params import parse_bool
 from semseg.peers import DEFAULT_TIMEOUT_S as PEER_TIMEOUT_S

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semseg.data.stream import PipeBatches, PipeSettings
+from semseg.data.fifo import PipeSettings
+from semseg.data.stream import PipeBatches
 from semseg.errors import ClientError
 from semseg.recordio import frame
 

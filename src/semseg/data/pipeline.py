@@ -16,9 +16,10 @@ from semseg.config import Config
 from semseg.data import transforms
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import BatchSampler, EpochLoader, SeededBatchSampler, SegmentationDataset
+from semseg.data.fifo import PipeSettings
 from semseg.data.labels import LabelMap, load_label_map
 from semseg.data.loaders import mxnet_loader
-from semseg.data.stream import PipeBatches, PipeSettings, StreamDataset
+from semseg.data.stream import PipeBatches, StreamDataset
 from semseg.errors import ClientError
 from semseg.job import Job
 

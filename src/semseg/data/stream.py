@@ -15,8 +15,8 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from semseg.data.channels import MASK_MODES
 from semseg.data.dataset import prepare, try_decode_image
-from semseg.data.fifo import Fifo, FifoStopped
+from semseg.data.fifo import Fifo, FifoStopped, PipeSettings
 from semseg.data.labels import LabelMap
 from semseg.data.transforms import Transform
 from semseg.errors import ClientError
@@ -32,19 +32,10 @@ from semseg.recordio import FramingError, read_records
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_SHUFFLE_BUFFER = 256  # pairs; ~256 x the encoded size of a pair in memory
 _QUEUE_PAIRS = 32  # read ahead of the consumer
 
 # image, mask (encoded), sample seed, the image's record index, channel, FIFO
 StreamKey = tuple[bytes, bytes, int, int, str, str]
-
-
-@dataclass(frozen=True)
-class PipeSettings:
-    timeout_s: float = DEFAULT_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER
-    should_stop: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass(frozen=True)

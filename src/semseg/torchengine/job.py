@@ -30,6 +30,7 @@ from semseg.options import RunOptions
 from semseg.schedule import Schedule
 from semseg.seed_model import find_seed_model
 from semseg.signals import StopFlag
+from semseg.sliding import DEFAULT_PIXEL_BUDGET
 from semseg.torchengine import artifacts_io
 from semseg.torchengine.devices import Plan, plan_devices
 from semseg.torchengine.loop import Precision, TorchLoop
@@ -84,22 +85,10 @@ def train_process(
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if on_gpu else None)
     elif config.syncbn:
         log.info("syncbn=True: one process, BatchNorm already sees the whole batch")
-    precision = Precision.for_device(device, config.precision_dtype == "float16")
+    loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget)
+    precision = loop.precision
     if precision.autocast is not None:
         log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
-    loop = TorchLoop(
-        model,
-        optimizer_for(net, config),
-        Schedule(config),
-        device,
-        config.num_classes,
-        global_batch=config.mini_batch_size,
-        aux_weight=AUX_WEIGHT,
-        precision=precision,
-        channels_last=on_gpu,
-        pixel_budget=options.pixel_budget,
-        crop_size=config.crop_size,
-    )
     first = rank == 0
     if first:
         artifacts.write_hyperparams(config, job.paths.model_dir)
@@ -137,6 +126,31 @@ def configure_cuda(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+
+
+def make_loop(
+    net: SegmentationNet,
+    config: Config,
+    device: torch.device,
+    *,
+    model: nn.Module | None = None,
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+) -> TorchLoop:
+    """The job's loop for `net` on `device` (trained through `model`, its DDP wrapper, when given): the
+    configuration's optimizer, schedule, batch and precision; channels-last on GPUs."""
+    return TorchLoop(
+        model or net,
+        optimizer_for(net, config),
+        Schedule(config),
+        device,
+        config.num_classes,
+        global_batch=config.mini_batch_size,
+        aux_weight=AUX_WEIGHT,
+        precision=Precision.for_device(device, config.precision_dtype == "float16"),
+        channels_last=device.type == "cuda",
+        pixel_budget=pixel_budget,
+        crop_size=config.crop_size,
+    )
 
 
 def optimizer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
