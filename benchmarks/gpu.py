@@ -20,14 +20,14 @@ from typing import Any
 import torch
 
 from benchmarks.common import median, save, table
-from semseg.config import Config
-from semseg.data.loaders import torch_loader
+from semseg.contract.config import Config
+from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
+from semseg.engines.torch.job import configure_cuda, make_loop
+from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.network import SegmentationNet
 from semseg.example import make_job
-from semseg.fitting import NoHooks
-from semseg.job import JobPaths, load_job
-from semseg.torchengine.job import configure_cuda, make_loop
-from semseg.torchengine.models import SegmentationNet
+from semseg.fit.loop import NoHooks
 
 MANAGED_V100 = 55.0  # samples/s, crop 240, batch 16: the managed algorithm's published training log
 TARGET = 600.0  # fcn crop 240 bf16, images/s on one H100/H200

@@ -19,15 +19,15 @@ import torch
 from benchmarks.common import median, save, table
 from benchmarks.fifo_writer import Writer
 from benchmarks.gpu import BATCH, IMAGE_SIDE, IMAGES
-from semseg.config import Config
-from semseg.data.loaders import torch_loader
+from semseg.contract.config import Config
+from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
+from semseg.data.recordio import frame
+from semseg.engines.torch.job import configure_cuda, make_loop
+from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.network import SegmentationNet
 from semseg.example import make_job
-from semseg.fitting import NoHooks
-from semseg.job import JobPaths, load_job
-from semseg.recordio import frame
-from semseg.torchengine.job import configure_cuda, make_loop
-from semseg.torchengine.models import SegmentationNet
+from semseg.fit.loop import NoHooks
 
 CROP = 240
 

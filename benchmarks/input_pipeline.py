@@ -23,8 +23,8 @@ from semseg.data.channels import Pair
 from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
 from semseg.data.labels import identity
 from semseg.data.transforms import gluoncv_train
-from semseg.engine import MEAN, STD
 from semseg.example import draw_sample
+from semseg.fit.loop import MEAN, STD
 
 BASE_SIZE = 520
 

@@ -58,7 +58,7 @@ def run_job(base: Path, home: Path) -> dict[str, float]:
 
 def imports_only() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import mxnet, semseg.gluoncv_import"], check=True)
+    subprocess.run([sys.executable, "-c", "import mxnet, semseg.engines.mxnet.gluoncv_import"], check=True)
     return time.perf_counter() - start
 
 

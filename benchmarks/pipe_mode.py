@@ -27,9 +27,9 @@ from benchmarks.input_pipeline import BASE_SIZE, make_images
 from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
 from semseg.data.fifo import PipeSettings
 from semseg.data.labels import identity
+from semseg.data.recordio import frame
 from semseg.data.stream import PipeBatches, StreamDataset
 from semseg.data.transforms import gluoncv_train, seed_train
-from semseg.recordio import frame
 
 GROWTH_GOAL = 0.10
 

@@ -25,9 +25,9 @@ from gluoncv.model_zoo import FCN
 from PIL import Image
 
 from benchmarks.common import save, table
-from semseg.config import Config
-from semseg.engine import normalize
-from semseg.model import build_model, materialize
+from semseg.contract.config import Config
+from semseg.engines.mxnet.network import build_model, materialize
+from semseg.engines.mxnet.predict import normalize
 
 PORT = 18080
 CONFIG = Config(num_classes=21, num_training_samples=100, crop_size=480, use_pretrained_model=False)
@@ -150,11 +150,11 @@ def big_image_peak_mb(base: Path) -> float:
     code = f"""
 import mxnet as mx, resource
 from pathlib import Path
-from semseg.model import load_model
-from semseg.model_folder import read_model_folder
+from semseg.engines.mxnet.network import load_model
+from semseg.contract.model_folder import read_model_folder
 from semseg.serving import codecs
-from semseg.serving.predictor import Predictor
-from semseg.sliding import DEFAULT_PIXEL_BUDGET
+from semseg.engines.mxnet.predict import Predictor
+from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
 folder = read_model_folder(Path({str(base / "model")!r}), "bench")
 predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, DEFAULT_PIXEL_BUDGET)
 image = codecs.decode_image(Path({str(base / "big.jpg")!r}).read_bytes())

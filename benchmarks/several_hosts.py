@@ -25,9 +25,9 @@ from typing import Any
 import mxnet as mx
 
 from benchmarks.common import save, table
-from semseg.config import Config
+from semseg.contract.config import Config
+from semseg.engines.mxnet.network import build_model, materialize
 from semseg.example import make_job
-from semseg.model import build_model, materialize
 
 HOSTS = ["127.0.0.1", "127.0.0.2"]
 HP = {"epochs": 3, "mini_batch_size": 4, "validation_mini_batch_size": 4, "crop_size": 96}

@@ -2,14 +2,14 @@
 
 Reference, the way GluonCV's scripts/segmentation/train.py trains: imperative network,
 gluoncv.loss.MixSoftmaxCrossEntropyLoss, gluon.Trainer, float32 ImageNet-normalised batches made on the
-host, the loss read back every iteration, and MXNet's default settings. Ours: semseg.engine.Loop
+host, the loss read back every iteration, and MXNet's default settings. Ours: semseg.engines.mxnet.loop.Loop
 (hybridized with static allocation, hybridized loss, uint8 batches normalised on the device, no
 per-iteration host sync) in the environment the `train` entry point sets up (semseg.threads).
 
 Each variant runs in a worker process of its own (the OpenMP thread count is fixed when MXNet loads);
 the workers build and warm up once, then the parent asks them for timed passes in turn (A B C A B C ...).
 A third variant, the reference loop with our thread setting, separates the loop's own gain from the
-setting's. A fourth, the PyTorch engine (SEMSEG_ENGINE=torch: semseg.torchengine.loop.TorchLoop, same
+setting's. A fourth, the PyTorch engine (SEMSEG_ENGINE=torch: semseg.engines.torch.loop.TorchLoop, same
 thread setting as ours), puts the two engines side by side on the same machine in the same run.
 """
 

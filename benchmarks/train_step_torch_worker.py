@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from semseg.config import Config
-from semseg.fitting import NoHooks
-from semseg.torchengine.job import make_loop
-from semseg.torchengine.models import SegmentationNet
+from semseg.contract.config import Config
+from semseg.engines.torch.job import make_loop
+from semseg.engines.torch.network import SegmentationNet
+from semseg.fit.loop import NoHooks
 
 
 def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:

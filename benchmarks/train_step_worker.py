@@ -21,11 +21,11 @@ from gluoncv.loss import MixSoftmaxCrossEntropyLoss
 from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
-from semseg.config import Config
-from semseg.engine import MEAN, STD, Loop
-from semseg.fitting import NoHooks
-from semseg.loss import SegmentationLoss
-from semseg.model import build_model
+from semseg.contract.config import Config
+from semseg.engines.mxnet.loop import Loop
+from semseg.engines.mxnet.loss import SegmentationLoss
+from semseg.engines.mxnet.network import build_model
+from semseg.fit.loop import MEAN, STD, NoHooks
 
 Batches = list[tuple[mx.nd.NDArray, mx.nd.NDArray]]
 

@@ -14,8 +14,8 @@ import numpy as np
 from gluoncv.model_zoo import FCN
 
 from benchmarks.common import alternate, median, rate, save, table
-from semseg.config import Config
-from semseg.model import build_model, set_output_size
+from semseg.contract.config import Config
+from semseg.engines.mxnet.network import build_model, set_output_size
 
 SIZES = [(96, 128), (128, 96), (120, 160), (144, 112), (104, 136), (160, 120)]
 

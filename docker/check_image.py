@@ -36,7 +36,7 @@ def check_torch() -> None:
         sys.exit(f"torch {torch.__version__} has no code for compute capability 9.0 (built for {arches})")
     if os.environ.get("SEMSEG_ENGINE") != "torch":
         sys.exit("The Hopper flavour trains with the PyTorch engine: build it with --build-arg ENGINE=torch")
-    import semseg.torchengine.job  # noqa: F401 - the torch engine imports
+    import semseg.engines.torch.job  # noqa: F401 - the torch engine imports
 
     print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, {' '.join(arches)}): ok")
 
@@ -54,14 +54,15 @@ def main() -> None:
         sys.exit(f"{library} needs libraries the image lacks: {', '.join(unexpected)}")
     if missing:
         print(f"driver libraries come from the host at run time: {', '.join(missing)}")
-        import semseg.config
+        import semseg.contract.config
 
         return
     import cv2
     import mxnet
 
-    import semseg.training  # noqa: F401 - the whole training stack imports
-    from semseg.gluoncv_import import gluoncv
+    import semseg.engines.mxnet.job  # noqa: F401 - the whole training stack imports
+    import semseg.training  # noqa: F401
+    from semseg.engines.mxnet.gluoncv_import import gluoncv
 
     print(f"mxnet {mxnet.__version__}, gluoncv {gluoncv.__version__}, opencv {cv2.__version__}: ok")
 

@@ -2,8 +2,8 @@
 
 Runs without importing MXNet (a GPU image has no driver at build time): GluonCV's model-store table and
 download address are read from its source with `ast`, the files are checked against its SHA-1 sums, and
-land under the exact names GluonCV (and semseg.model) look for. `MXNET_GLUON_REPO` overrides the address,
-as it does for GluonCV itself.
+land under the exact names GluonCV (and semseg.engines.mxnet.network) look for. `MXNET_GLUON_REPO` overrides the
+address, as it does for GluonCV itself.
 
     python prefetch_weights.py [MODEL ...]      (default: resnet50_v1s resnet101_v1s)
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from semseg.data.labels import IGNORE
-from semseg.metrics import ConfusionMatrix
+from semseg.fit.metrics import ConfusionMatrix
 
 
 def confusion(num_classes: int, *batches: tuple[np.ndarray, np.ndarray]) -> ConfusionMatrix:

@@ -16,15 +16,15 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
 
 from semseg import __version__
-from semseg.cluster import must_exit_at_once
-from semseg.config import Config, defaults
-from semseg.errors import AlgorithmError, ClientError, JobError, Stopped
-from semseg.files import write_text
-from semseg.job import JobPaths, environ_summary, load_job
-from semseg.signals import StopFlag
+from semseg.contract.config import Config, defaults
+from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
+from semseg.contract.files import write_text
+from semseg.contract.job import JobPaths, environ_summary, load_job
+from semseg.contract.options import RunOptions
+from semseg.contract.signals import StopFlag
+from semseg.logs import setup_logging
 from semseg.threads import configure_openmp
 
 log = logging.getLogger("semseg")
@@ -43,68 +43,55 @@ NO_DRIVER = (
     "instance (ml.p3, ml.g4dn, ml.g5, ml.p4d, ml.g6, ml.g6e) or with `docker run --gpus all` on a host with "
     "NVIDIA GPUs, or use the CPU image."
 )
-LOG_FORMAT = "[%(asctime)s %(levelname)s %(thread)d] %(message)s"
-LOG_DATEFMT = "%m/%d/%Y %H:%M:%S"
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever sys.stdout is at the time of the record (it may be replaced, as pytest does)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass
-
-
-def setup_logging() -> None:
-    """Managed-algorithm style log lines on stdout (SageMaker sends stdout to CloudWatch)."""
-    root = logging.getLogger()
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(errors="backslashreplace")  # file names that are not UTF-8 must not break the log
-    if not any(isinstance(h, _StdoutHandler) for h in root.handlers):
-        handler = _StdoutHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run `train`; return the exit code. `argv` excludes the program name."""
+    return _main(argv, environ)[0]
+
+
+def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> tuple[int, bool]:
+    """(exit code, whether to end the process without the framework's teardown: see ExitAtOnce)."""
     args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
-    if args == ["serve"]:
-        setup_logging()
-        return _serve(env)
-    if args not in ([], ["train"]):
+    if args not in ([], ["train"], ["serve"]):
         print(f"unknown arguments {args}\n{USAGE}", file=sys.stderr)
-        return EXIT_CLIENT_ERROR
+        return EXIT_CLIENT_ERROR, False
     setup_logging()
+    paths = JobPaths.from_environ(env)
+    if args == ["serve"]:
+        return _serve(paths, env), False
     if "mxnet" not in sys.modules:  # OpenMP reads its thread count once, when MXNet loads
         configure_openmp(os.environ)
-    paths = JobPaths.from_environ(env)
+    at_once = False
+
+    def train_job() -> None:
+        nonlocal at_once
+        try:
+            _train(paths, env, stop)
+        except ExitAtOnce as ended:
+            at_once = True
+            raise ended.cause from None
+
     with StopFlag().installed() as stop:
-        code = guarded(paths, lambda: _train(paths, env, stop))
+        code = guarded(paths, train_job)
     if code == EXIT_OK:
         log.info("Training job completed")
-    return code
+    return code, at_once
 
 
-def _serve(environ: Mapping[str, str]) -> int:
+def _serve(paths: JobPaths, environ: Mapping[str, str]) -> int:
     """Run the inference server (it exits the process when stopped); a bad model folder ends it at once."""
-    from semseg.serving.server import serve
+    from semseg.serving import server
 
     try:
-        serve(environ)
+        served = server.plan(paths, RunOptions.from_environ(environ), environ)
     except ClientError as exc:
         log.error("ClientError: %s", exc.message)
         return EXIT_CLIENT_ERROR
+    gpus = served.settings.gpus
+    threads = "" if gpus else configure_openmp(os.environ, served.settings.threads_per_worker)  # workers inherit it
+    server.run(served, threads)
     return EXIT_OK
 
 
@@ -142,10 +129,11 @@ def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
     config = Config.from_hyperparameters(job.hyperparameters)
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
+    options = RunOptions.from_environ(environ)
     from semseg.training import train  # the engine's framework loads inside, after the configuration checks
 
     try:
-        train(job, config, environ, stop)
+        train(job, config, options, stop)
     except OSError as exc:  # the GPU image's MXNet cannot load without the driver's libcuda.so.1
         if "libcuda.so" not in str(exc):
             raise
@@ -166,8 +154,8 @@ def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) ->
 
 def run() -> None:
     """Console-script entry point."""
-    code = main()
-    if must_exit_at_once():  # a multi-host job failed here: skip MXNet's kvstore teardown, which would hang
+    code, at_once = _main(None, None)
+    if at_once:  # a multi-host job failed here: skip MXNet's kvstore teardown, which would hang
         logging.shutdown()
         os._exit(code)
     sys.exit(code)

@@ -69,13 +69,18 @@ def recommended_threads(
     return min(threads, quota) if quota else threads
 
 
-def configure_openmp(environ: MutableMapping[str, str]) -> str:
-    """Set OMP_NUM_THREADS in `environ` (the process environment) unless set; return what it is now.
+def configure_openmp(environ: MutableMapping[str, str], threads: int | None = None) -> str:
+    """Set OMP_NUM_THREADS in `environ` (the process environment, at process start) unless set: to `threads`,
+    else one per physical core available; return what it is now.
 
     Only takes effect when called before MXNet is imported (OpenMP reads it once, at start).
     """
     if environ.get(ENV):
         log.info("OpenMP threads: %s (OMP_NUM_THREADS from the environment)", environ[ENV])
+        return environ[ENV]
+    if threads is not None:
+        environ[ENV] = str(threads)
+        log.info("OpenMP threads: %s (OMP_NUM_THREADS overrides)", environ[ENV])
         return environ[ENV]
     environ[ENV] = str(recommended_threads())
     log.info("OpenMP threads: %s, one per physical core available (OMP_NUM_THREADS overrides)", environ[ENV])

@@ -38,7 +38,7 @@ def test_torch_has_hopper_code_and_the_engine_is_torch(hopper_image: str) -> Non
     assert out["torch"].startswith("2.5.1") and out["cuda"] == "12.4" and out["mxnet"] == "1.9.1"
     assert "sm_90" in out["arches"] and out["engine"] == "torch"
     labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", hopper_image).stdout)
-    assert labels["com.semseg.flavour"] == "hopper" and labels["com.semseg.engine"] == "torch"
+    assert labels["com.semseg.flavour"] == "hopper" and labels["com.semseg.engines.mxnet.loop"] == "torch"
 
 
 def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_image: str, tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_im
     }
     # the artifacts load in plain GluonCV, inside the image (the test client has no MXNet)
     code = (
-        "import semseg.gluoncv_import, mxnet as mx\n"
+        "import semseg.engines.mxnet.gluoncv_import, mxnet as mx\n"
         "from gluoncv.model_zoo import FCN\n"
         "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
         "net.load_parameters('/opt/ml/model/model_best.params')\n"

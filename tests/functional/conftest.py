@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-import semseg.gluoncv_import  # noqa: F401  # first: GluonCV refuses to import beside torch 2 otherwise
+import semseg.engines.mxnet.gluoncv_import  # noqa: F401  # first: GluonCV refuses to import beside torch 2 otherwise
 from semseg.cli import main
+from semseg.contract.report import METRIC_REGEXES
 from semseg.example import make_job
-from semseg.report import METRIC_REGEXES
 
 
 @dataclass

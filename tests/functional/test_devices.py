@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from semseg import optim
-from semseg.config import Config
-from semseg.engine import Loop
-from semseg.loss import SegmentationLoss
-from semseg.model import _blocks, build_model, materialize
+from semseg.contract.config import Config
+from semseg.engines.mxnet import optim
+from semseg.engines.mxnet.loop import Loop
+from semseg.engines.mxnet.loss import SegmentationLoss
+from semseg.engines.mxnet.network import _blocks, build_model, materialize
 
 CONFIG = Config(
     num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False, mini_batch_size=4, epochs=2

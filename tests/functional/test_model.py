@@ -12,11 +12,11 @@ import pytest
 from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet, resnet50_v1s
 from gluoncv.model_zoo.model_store import short_hash
 
-from semseg.config import Config
+from semseg.contract.config import Config
+from semseg.contract.errors import ClientError
 from semseg.data.dataset import read_image, read_mask
-from semseg.engine import normalize
-from semseg.errors import ClientError
-from semseg.model import build_model, set_output_size
+from semseg.engines.mxnet.network import build_model, set_output_size
+from semseg.engines.mxnet.predict import normalize
 from tests.helpers import confusion
 
 CONFIG = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)

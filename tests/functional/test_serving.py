@@ -15,12 +15,11 @@ from gluoncv.model_zoo import FCN
 from PIL import Image
 
 from semseg.cli import EXIT_CLIENT_ERROR, main
-from semseg.engine import normalize
+from semseg.contract.model_folder import ModelFolder, read_model_folder
+from semseg.engines.mxnet.network import load_model
+from semseg.engines.mxnet.predict import Predictor, Scorer, normalize, window_starts
 from semseg.example import make_job
-from semseg.model import load_model
-from semseg.model_folder import ModelFolder, read_model_folder
 from semseg.serving.app import App
-from semseg.serving.predictor import Predictor, window_starts
 from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
 
 CLASSES = 3
@@ -275,12 +274,9 @@ def test_serve_with_weights_missing_exits_naming_them(model: ModelFolder, tmp_pa
 def test_the_traced_graph_follows_the_image_size(model: ModelFolder) -> None:
     """The server's network is traced (and MKL-DNN-fused) for the size it scores: sizes A, B, A in turn each give
     the imperative network's probabilities."""
-    from semseg.engine import mxnet_score
-    from semseg.serving.predictor import TracedScore
-
     predictor = app_for(model).predictor
-    assert isinstance(predictor.score, TracedScore)
-    imperative = mxnet_score(load_model(model, [mx.cpu()]), mx.cpu())
+    assert isinstance(predictor.score, Scorer) and predictor.score.traced
+    imperative = Scorer(load_model(model, [mx.cpu()]), mx.cpu())
     for height, width in ((40, 48), (56, 32), (40, 48)):
         image = photo(height, width, seed=height + width)
         np.testing.assert_allclose(predictor.score(image), imperative(image), rtol=1e-4, atol=1e-5)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from gluoncv.model_zoo import FCN
 
-from semseg import optim
-from semseg.config import Config
-from semseg.model import build_model
-from semseg.schedule import Schedule
-from semseg.torchengine.convert import from_gluon, to_gluon
-from semseg.torchengine.models import MXNetBatchNorm, SegmentationNet
-from semseg.torchengine.optim import MXNetOptimizer
+from semseg.contract.config import Config
+from semseg.engines.mxnet import optim
+from semseg.engines.mxnet.network import build_model
+from semseg.engines.torch.convert import from_gluon, to_gluon
+from semseg.engines.torch.network import MXNetBatchNorm, SegmentationNet
+from semseg.engines.torch.optim import MXNetOptimizer
+from semseg.fit.schedule import Schedule
 from tests.functional.test_model import evaluate_plain
 
 TORCH = {"SEMSEG_ENGINE": "torch"}
@@ -199,7 +199,7 @@ def test_two_processes_train_one_job(tmp_path: Path) -> None:
 
 
 def test_the_imagenet_backbone_comes_from_gluoncvs_file(tmp_path: Path) -> None:
-    from semseg.torchengine.artifacts_io import load_backbone
+    from semseg.engines.torch.files import load_backbone
     from tests.functional.test_model import fake_imagenet_weights
 
     weights = fake_imagenet_weights(tmp_path / "models")
@@ -228,15 +228,15 @@ sys.modules["mxnet"] = None
 sys.modules["gluoncv"] = None
 from pathlib import Path
 import torch
-from semseg.config import Config
-from semseg.data.loaders import torch_loader
+from semseg.contract.config import Config
+from semseg.engines.torch.loader import torch_loader
 from semseg.data.pipeline import build_loaders
-from semseg.job import JobPaths, load_job
-from semseg.schedule import Schedule
-from semseg.torchengine.job import optimizer_for
-from semseg.torchengine.loop import TorchLoop
-from semseg.torchengine.models import SegmentationNet
-from semseg.fitting import NoHooks
+from semseg.contract.job import JobPaths, load_job
+from semseg.fit.schedule import Schedule
+from semseg.engines.torch.job import optimizer_for
+from semseg.engines.torch.loop import TorchLoop
+from semseg.engines.torch.network import SegmentationNet
+from semseg.fit.loop import NoHooks
 
 config = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)
 job = load_job(JobPaths(Path({str(base)!r})))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from semseg.config import Config
+from semseg.contract.config import Config
 
 
 @pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])

@@ -6,11 +6,11 @@ from __future__ import annotations
 import mxnet as mx
 import pytest
 
+from semseg.contract.model_folder import read_model_folder
 from semseg.data.dataset import read_image, read_mask
+from semseg.engines.mxnet.network import load_model
+from semseg.engines.mxnet.predict import Predictor
 from semseg.example import LEARNING_HYPERPARAMETERS
-from semseg.model import load_model
-from semseg.model_folder import read_model_folder
-from semseg.serving.predictor import Predictor
 from tests.helpers import confusion
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from semseg.contract.errors import ClientError
 from semseg.data.channels import find_pairs
-from semseg.errors import ClientError
 
 
 def image(path: Path, size: tuple[int, int] = (16, 12), mode: str = "RGB") -> None:

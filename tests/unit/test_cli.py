@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from semseg.cli import EXIT_ALGORITHM_ERROR, EXIT_CLIENT_ERROR, EXIT_OK, guarded, main
-from semseg.errors import AlgorithmError
-from semseg.job import JobPaths
+from semseg.contract.errors import AlgorithmError
+from semseg.contract.job import JobPaths
 from tests.conftest import write_config
 
 

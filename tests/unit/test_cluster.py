@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semseg.cluster import Cluster, resolve
-from semseg.errors import ClientError
-from semseg.job import JobPaths, load_job
-from semseg.parameter_server import from_digits, to_digits
-from semseg.peers import PeerWatch
+from semseg.contract.cluster import Cluster
+from semseg.contract.errors import ClientError
+from semseg.contract.job import JobPaths, load_job
+from semseg.distributed.hosts import resolve
+from semseg.distributed.peers import PeerWatch
+from semseg.engines.mxnet.exchange import from_digits, to_digits
+from semseg.engines.mxnet.pslite import dmlc_env, roles
 from tests.conftest import write_config
 
 HOSTS = ["algo-1-x7k2q", "algo-2-m4p9d", "algo-3-z8c1r"]
@@ -29,8 +31,8 @@ def test_resourceconfig_gives_the_cluster(job_dir: Path) -> None:
     cluster = load_job(JobPaths(job_dir)).cluster
     assert (cluster.rank, cluster.size, cluster.leader, cluster.distributed) == (1, 3, False, True)
     assert cluster.peers == (HOSTS[0], HOSTS[2])
-    assert cluster.roles() == ("server",)
-    assert Cluster(tuple(HOSTS), HOSTS[0]).roles() == ("scheduler", "server")
+    assert roles(cluster) == ("server",)
+    assert roles(Cluster(tuple(HOSTS), HOSTS[0])) == ("scheduler", "server")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_a_resourceconfig_that_makes_no_cluster_is_a_client_error(job_dir: Path,
 
 def test_dmlc_environment_of_each_role() -> None:
     cluster = Cluster(tuple(HOSTS), HOSTS[2], "eth0")
-    env = cluster.dmlc_env("worker", "10.0.0.1", "10.0.0.3", 8000)
+    env = dmlc_env(cluster, "worker", "10.0.0.1", "10.0.0.3", 8000)
     assert env == {
         "DMLC_ROLE": "worker",
         "DMLC_PS_ROOT_URI": "10.0.0.1",
@@ -59,7 +61,7 @@ def test_dmlc_environment_of_each_role() -> None:
         "DMLC_NODE_HOST": "10.0.0.3",
         "DMLC_INTERFACE": "eth0",
     }
-    assert "DMLC_INTERFACE" not in Cluster(tuple(HOSTS), HOSTS[0]).dmlc_env("server", "a", "b", 1)
+    assert "DMLC_INTERFACE" not in dmlc_env(Cluster(tuple(HOSTS), HOSTS[0]), "server", "a", "b", 1)
 
 
 def test_host_names_that_resolve_late_are_waited_for_within_a_bound() -> None:

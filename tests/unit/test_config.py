@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from semseg.config import SPECS, Config, defaults
-from semseg.errors import ClientError
+from semseg.contract.config import SPECS, Config, defaults
+from semseg.contract.errors import ClientError
 
 REQUIRED = {"num_classes": "3", "num_training_samples": "10"}
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from semseg.config import Config
-from semseg.devices import Gpu, check_supported, select_devices, visible_gpus
-from semseg.errors import ClientError
-from semseg.options import RunOptions
+from semseg.contract.config import Config
+from semseg.contract.errors import ClientError
+from semseg.contract.options import RunOptions
+from semseg.engines.gpus import Gpu, visible_gpus
+from semseg.engines.mxnet.devices import check_supported, select_devices
 
 CONFIG = Config(num_classes=3, num_training_samples=4)
 OPTIONS = RunOptions(weights_root=Path("/nonexistent"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from semseg.errors import ClientError
-from semseg.job import BASE_DIR_ENV, JobPaths, environ_summary, load_job
+from semseg.contract.errors import ClientError
+from semseg.contract.job import BASE_DIR_ENV, JobPaths, environ_summary, load_job
 from tests.conftest import write_config
 
 

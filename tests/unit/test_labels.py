@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semseg.contract.errors import ClientError
 from semseg.data.labels import load_label_map, parse_label_map
-from semseg.errors import ClientError
 
 
 def write(folder: Path, name: str, content: object) -> Path:

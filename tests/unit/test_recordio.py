@@ -9,7 +9,7 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from semseg.recordio import MAGIC, FramingError, frame, read_records
+from semseg.data.recordio import MAGIC, FramingError, frame, read_records
 
 MAGIC_BYTES = struct.pack("<I", MAGIC)
 PAYLOADS = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from semseg.report import (
+from semseg.contract.report import (
     METRIC_REGEXES,
     progress_metric_line,
     progress_notice_line,

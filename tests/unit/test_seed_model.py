@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from semseg import seed_model
-from semseg.config import Config
-from semseg.errors import ClientError
-from semseg.seed_model import find_seed_model, safe_extract
+from semseg.contract import seed_model
+from semseg.contract.config import Config
+from semseg.contract.errors import ClientError
+from semseg.contract.seed_model import find_seed_model, safe_extract
 
 CONFIG = Config(num_classes=3, num_training_samples=4, crop_size=32)
 

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from semseg.signals import StopFlag
+from semseg.contract.signals import StopFlag
 
 
 def test_first_signal_sets_the_flag_second_stops_at_once() -> None:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semseg.contract.errors import ClientError
 from semseg.data.fifo import PipeSettings
+from semseg.data.recordio import frame
 from semseg.data.stream import PipeBatches
-from semseg.errors import ClientError
-from semseg.recordio import frame
 
 
 def png(value: int, mode: str = "L") -> bytes:

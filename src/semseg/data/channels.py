@@ -16,8 +16,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from semseg.config import OUTPUT_STRIDE
-from semseg.errors import ClientError
+from semseg.contract.config import OUTPUT_STRIDE
+from semseg.contract.errors import ClientError
 
 log = logging.getLogger(__name__)
 

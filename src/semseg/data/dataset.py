@@ -1,5 +1,5 @@
 """Decoding, the data set and the seeded batch sampler: plain Python, read by either engine's DataLoader
-(semseg.data.loaders), which only needs `len` and indexing of the one and iteration of the other.
+(semseg.engines.*.loader), which only needs `len` and indexing of the one and iteration of the other.
 
 Randomness: every sample gets its own seed from the sampler (drawn in the main process from the job's
 seed and the epoch), so augmentation is reproducible whatever the number of loader workers, and no two
@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from semseg.contract.errors import ClientError
 from semseg.data.channels import Pair
 from semseg.data.labels import LabelMap
 from semseg.data.transforms import Transform
-from semseg.errors import ClientError
 
 Key = tuple[int, int]  # (sample index, sample seed)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from semseg.errors import ClientError
+from semseg.contract.errors import ClientError
 
 _SLICE_S = 0.2  # how often a wait checks the stop flag
 _CHUNK = 1 << 20

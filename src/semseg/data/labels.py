@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from semseg.errors import ClientError
+from semseg.contract.errors import ClientError
 
 log = logging.getLogger(__name__)
 

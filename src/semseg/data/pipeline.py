@@ -12,16 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from semseg.config import Config
+from semseg.contract.config import Config
+from semseg.contract.errors import ClientError
+from semseg.contract.job import Job
 from semseg.data import transforms
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import BatchSampler, EpochLoader, SeededBatchSampler, SegmentationDataset
 from semseg.data.fifo import PipeSettings
 from semseg.data.labels import LabelMap, load_label_map
-from semseg.data.loaders import mxnet_loader
 from semseg.data.stream import PipeBatches, StreamDataset
-from semseg.errors import ClientError
-from semseg.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def build_loaders(
     config: Config,
     seed: int,
     workers: int,
-    make_loader: MakeLoader = mxnet_loader,
+    make_loader: MakeLoader,
     shard: tuple[int, int] = (0, 1),
     pipe: PipeSettings | None = None,
     agree_min: Callable[[int], int] | None = None,

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from semseg.contract.errors import ClientError
 from semseg.data.channels import MASK_MODES
 from semseg.data.dataset import prepare, try_decode_image
 from semseg.data.fifo import Fifo, FifoStopped, PipeSettings
 from semseg.data.labels import LabelMap
+from semseg.data.recordio import FramingError, read_records
 from semseg.data.transforms import Transform
-from semseg.errors import ClientError
-from semseg.recordio import FramingError, read_records
 
 log = logging.getLogger(__name__)
 

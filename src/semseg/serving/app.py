@@ -16,7 +16,7 @@ from semseg.serving import codecs
 from semseg.serving.codecs import BadRequest
 
 if TYPE_CHECKING:
-    from semseg.serving.predictor import Predictor
+    from semseg.engines.mxnet.predict import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from semseg.recordio import frame
+from semseg.data.recordio import frame
 from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
 
 REQUEST_TYPES = ("image/jpeg", "image/png", "application/x-image")

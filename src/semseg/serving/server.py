@@ -13,19 +13,18 @@ at once with a message naming the file, instead of workers failing in a loop.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from semseg.devices import Gpu, check_supported, visible_gpus
-from semseg.job import JobPaths
-from semseg.model_folder import ModelFolder, read_model_folder
-from semseg.options import engine_from, env_int
+from semseg.contract.job import JobPaths
+from semseg.contract.model_folder import ModelFolder, read_model_folder
+from semseg.contract.options import RunOptions, env_int
+from semseg.engines.gpus import Gpu, visible_gpus
+from semseg.engines.mxnet.devices import check_supported
 from semseg.serving.app import App
-from semseg.sliding import DEFAULT_PIXEL_BUDGET
 from semseg.threads import recommended_threads
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,6 @@ DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
 GRACEFUL_TIMEOUT_S = 30
 # One pass up to 1 Mpx: about 1 GB of CPU memory for ResNet-50 networks (a 12 Mpx pass took 10.9 GB).
-DEVICE_ENV = "SEMSEG_SERVE_DEVICE"  # set by the parent for each worker: "gpu:<id>" or "cpu"
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class ServeSettings:
     pixel_budget: int  # SEMSEG_PIXEL_BUDGET: larger images are predicted window by window
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], gpus: int, cores: int) -> ServeSettings:
+    def from_environ(cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int) -> ServeSettings:
         workers = max(1, env_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", gpus or cores))
         return cls(
             port=env_int(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
@@ -55,23 +53,34 @@ class ServeSettings:
             timeout_s=max(1, env_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_S)),
             gpus=gpus,
             threads_per_worker=max(1, cores // workers),
-            pixel_budget=max(1, env_int(environ, "SEMSEG_PIXEL_BUDGET", DEFAULT_PIXEL_BUDGET)),
+            pixel_budget=pixel_budget,
         )
 
 
-def serve(environ: Mapping[str, str]) -> None:
-    """Check the model and the GPUs, then run the server until it is stopped (gunicorn exits the process)."""
-    model_dir = JobPaths.from_environ(environ).model_dir
-    folder = read_model_folder(model_dir, f"the model folder {model_dir}")
-    if engine_from(environ) == "torch":  # the Hopper image: its MXNet (which serves) is the CPU build
+@dataclass(frozen=True)
+class ServePlan:
+    """What the server will run: the checked model folder and the settings."""
+
+    folder: ModelFolder
+    settings: ServeSettings
+
+
+def plan(paths: JobPaths, options: RunOptions, environ: Mapping[str, str]) -> ServePlan:
+    """Check the model and the GPUs (no framework loads here); ClientError naming what is wrong."""
+    folder = read_model_folder(paths.model_dir, f"the model folder {paths.model_dir}")
+    if options.engine == "torch":  # the Hopper image: its MXNet (which serves) is the CPU build
         gpus: list[Gpu] = []
         log.info("SEMSEG_ENGINE=torch: serving with the image's CPU MXNet, on the CPU")
     else:
         gpus = visible_gpus()
         check_supported(gpus)
-    settings = ServeSettings.from_environ(environ, len(gpus), recommended_threads())
-    if not gpus:
-        os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads_per_worker))
+    settings = ServeSettings.from_environ(environ, len(gpus), recommended_threads(), options.pixel_budget)
+    return ServePlan(folder, settings)
+
+
+def run(served: ServePlan, threads: str) -> None:
+    """Run the server until it is stopped (gunicorn exits the process); `threads`: each worker's OpenMP threads."""
+    folder, settings = served.folder, served.settings
     log.info(
         "Serving %s (%s, %s, %d classes) on port %d with %d worker(s) on %s",
         folder.weights,
@@ -80,29 +89,16 @@ def serve(environ: Mapping[str, str]) -> None:
         folder.config.num_classes,
         settings.port,
         settings.workers,
-        f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {os.environ['OMP_NUM_THREADS']} thread(s) each",
+        f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {threads} thread(s) each",
     )
     _Server(folder, settings).run()
-
-
-def load_app(folder: ModelFolder, settings: ServeSettings) -> App:
-    """In a worker: the model on this worker's device, ready to answer."""
-    import mxnet as mx
-
-    from semseg.model import load_model
-    from semseg.serving.predictor import Predictor
-
-    device = os.environ.get(DEVICE_ENV, "cpu")
-    ctx = mx.gpu(int(device.split(":")[1])) if device.startswith("gpu:") else mx.cpu()
-    net = load_model(folder, [ctx])
-    log.info("Worker %d: model loaded on %s", os.getpid(), ctx)
-    return App(Predictor(net, ctx, folder.config.crop_size, settings.pixel_budget), settings.workers)
 
 
 class _Server(BaseApplication):
     def __init__(self, folder: ModelFolder, settings: ServeSettings) -> None:
         self.folder = folder
         self.settings = settings
+        self.device = "cpu"  # a worker's: set after its fork (post_fork), "gpu:<id>" or "cpu"
         super().__init__()
 
     def load_config(self) -> None:
@@ -122,7 +118,11 @@ class _Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> App:
-        return load_app(self.folder, self.settings)
+        """In a worker: the model on this worker's device, ready to answer."""
+        from semseg.engines.mxnet.predict import load_predictor
+
+        predictor = load_predictor(self.folder, self.device, self.settings.pixel_budget)
+        return App(predictor, self.settings.workers)
 
     def _assign_device(self, server: Any, worker: Any) -> None:
         """In the parent, before a worker starts: the GPU no live worker holds (workers restart after faults)."""
@@ -135,4 +135,5 @@ class _Server(BaseApplication):
 
 
 def _take_device(server: Any, worker: Any) -> None:
-    os.environ[DEVICE_ENV] = worker.semseg_device
+    """In the worker, after the fork: the device the parent chose for it."""
+    server.app.device = worker.semseg_device

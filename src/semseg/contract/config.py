@@ -1,0 +1,220 @@
+"""The job's hyperparameters as a frozen, validated dataclass.
+
+`Config.from_hyperparameters(raw)` takes the string map of hyperparameters.json and either returns a
+complete configuration or raises one ClientError that lists every problem found, each naming the
+parameter and the allowed values. Nothing here touches files, models or data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from semseg.contract import params as p
+from semseg.contract.errors import ClientError
+
+log = logging.getLogger(__name__)
+
+BACKBONES = ("resnet-50", "resnet-101")
+ALGORITHMS = ("fcn", "psp", "deeplab")
+OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
+LR_SCHEDULERS = ("step", "poly", "cosine")
+PRECISIONS = ("float32", "float16")
+
+# Keys the platform adds to every job's hyperparameters; accepted and ignored.
+IGNORED_KEYS = ("_tuning_objective_metric",)
+IGNORED_PREFIXES = ("sagemaker_",)
+
+# The dilated ResNet's output stride: feature maps are 1/8 of the input. Crops are rounded up to a multiple
+# of it, as the managed algorithm does; images must be at least this large.
+OUTPUT_STRIDE = 8
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one hyperparameter is parsed and checked."""
+
+    parse: Callable[[str], Any]
+    check: Callable[[Any], str | None] | None = None
+    required: bool = False
+
+
+SPECS: dict[str, Spec] = {
+    "backbone": Spec(p.choice(BACKBONES)),
+    "use_pretrained_model": Spec(p.parse_bool),
+    "algorithm": Spec(p.choice(ALGORITHMS)),
+    "num_classes": Spec(p.parse_int, p.in_range(2, 254), required=True),
+    "num_training_samples": Spec(p.parse_int, p.in_range(0, None, lo_open=True), required=True),
+    "crop_size": Spec(p.parse_int, p.in_range(16, None, lo_open=True)),
+    "base_size": Spec(p.parse_int, p.in_range(16, None, lo_open=True)),
+    "early_stopping": Spec(p.parse_bool),
+    "early_stopping_min_epochs": Spec(p.parse_int, p.in_range(0, None)),
+    "early_stopping_patience": Spec(p.parse_int, p.in_range(1, None)),
+    "early_stopping_tolerance": Spec(p.parse_float, p.in_range(0, 1)),
+    "epochs": Spec(p.parse_int, p.in_range(0, None, lo_open=True)),
+    "gamma1": Spec(p.parse_float, p.in_range(0, 1)),
+    "gamma2": Spec(p.parse_float, p.in_range(0, 1)),
+    "learning_rate": Spec(p.parse_float, p.in_range(0, 1, lo_open=True)),
+    "lr_scheduler": Spec(p.choice(LR_SCHEDULERS)),
+    "lr_scheduler_factor": Spec(p.parse_float, p.in_range(0, 1)),
+    "lr_scheduler_step": Spec(p.parse_int_list),
+    "mini_batch_size": Spec(p.parse_int, p.in_range(0, None, lo_open=True)),
+    "momentum": Spec(p.parse_float, p.in_range(0, 1, lo_open=True)),
+    "optimizer": Spec(p.choice(OPTIMIZERS)),
+    "syncbn": Spec(p.parse_bool),
+    "validation_mini_batch_size": Spec(p.parse_int, p.in_range(0, None, lo_open=True)),
+    "weight_decay": Spec(p.parse_float, p.in_range(0, 1, lo_open=True, hi_open=True)),
+    # Not in the managed algorithm's public table; its log shows it as an internal setting.
+    "precision_dtype": Spec(p.choice(PRECISIONS)),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The final configuration of a training job. Field names are the hyperparameter names."""
+
+    num_classes: int
+    num_training_samples: int
+    backbone: str = "resnet-50"
+    use_pretrained_model: bool = True
+    algorithm: str = "fcn"
+    crop_size: int = 480
+    base_size: int | None = None
+    early_stopping: bool = False
+    early_stopping_min_epochs: int = 5
+    early_stopping_patience: int = 4
+    early_stopping_tolerance: float = 0.0
+    epochs: int = 30
+    gamma1: float = 0.9
+    gamma2: float = 0.9
+    learning_rate: float = 0.001
+    lr_scheduler: str = "poly"
+    lr_scheduler_factor: float = 0.1
+    lr_scheduler_step: tuple[int, ...] = ()
+    mini_batch_size: int = 4
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    syncbn: bool = False
+    validation_mini_batch_size: int = 4
+    weight_decay: float = 0.0001
+    precision_dtype: str = "float32"
+
+    @classmethod
+    def from_hyperparameters(cls, raw: Mapping[str, Any]) -> Config:
+        """Validate the hyperparameters.json map; raise one ClientError listing every problem."""
+        values, problems = _parse_all(raw)
+        if not problems:
+            problems = _cross_field_problems(values)
+        if problems:
+            raise ClientError(
+                "Invalid hyperparameters: " + "; ".join(problems) + ". "
+                "Fix them in the training job's HyperParameters and start the job again."
+            )
+        crop = values.get("crop_size", cls.crop_size)
+        rounded = -(-crop // OUTPUT_STRIDE) * OUTPUT_STRIDE
+        if rounded != crop:
+            log.warning("crop_size=%d is rounded up to %d, a multiple of %d", crop, rounded, OUTPUT_STRIDE)
+            values["crop_size"] = rounded
+        return cls(**values)
+
+    def to_hyperparameters(self) -> dict[str, str]:
+        """The configuration as hyperparameter strings; `from_hyperparameters` reads it back unchanged."""
+        out: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None or value == ():
+                continue
+            if isinstance(value, tuple):
+                out[field.name] = ",".join(str(v) for v in value)
+            else:
+                out[field.name] = str(value)
+        return out
+
+    @property
+    def whole_image_validation(self) -> bool:
+        """validation_mini_batch_size=1: score each whole, uncropped validation image."""
+        return self.validation_mini_batch_size == 1
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        """Optimizer updates per epoch, for the learning-rate schedule: the last partial batch is dropped."""
+        return self.num_training_samples // self.mini_batch_size
+
+
+def defaults() -> dict[str, str]:
+    """The default of every optional hyperparameter, as strings (for the log)."""
+    out: dict[str, str] = {}
+    for field in dataclasses.fields(Config):
+        if field.default is dataclasses.MISSING or field.default is None or field.default == ():
+            continue
+        out[field.name] = str(field.default)
+    return out
+
+
+def is_ignored(key: str) -> bool:
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+
+
+def _parse_all(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key in sorted(raw):
+        if is_ignored(key):
+            continue
+        spec = SPECS.get(key)
+        if spec is None:
+            problems.append(_unknown_key(key))
+            continue
+        try:
+            value = spec.parse(p.normalize(raw[key]))
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+            continue
+        bad_range = spec.check(value) if spec.check else None
+        if bad_range:
+            problems.append(f"{key}={value} is out of range: {bad_range.replace('value', key)}")
+            continue
+        values[key] = value
+    for key, spec in SPECS.items():
+        if spec.required and key not in raw:
+            problems.append(f"{key} is required but missing")
+    return values, problems
+
+
+def _unknown_key(key: str) -> str:
+    close = difflib.get_close_matches(key, SPECS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown hyperparameter {key!r}{hint}; allowed: {', '.join(sorted(SPECS))}"
+
+
+def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    samples = values.get("num_training_samples")
+    batch = values.get("mini_batch_size", Config.mini_batch_size)
+    if samples is not None and samples < batch:
+        problems.append(
+            f"num_training_samples={samples} is smaller than mini_batch_size={batch}, so an epoch would have no "
+            "iterations; set num_training_samples to the number of training images"
+        )
+    scheduler = values.get("lr_scheduler", Config.lr_scheduler)
+    steps: tuple[int, ...] = values.get("lr_scheduler_step", ())
+    epochs = values.get("epochs", Config.epochs)
+    if scheduler == "step":
+        if not steps:
+            problems.append(
+                "lr_scheduler=step needs lr_scheduler_step, the epochs at which to multiply the "
+                'learning rate by lr_scheduler_factor, e.g. lr_scheduler_step="10, 20"'
+            )
+        elif any(s < 1 or s >= epochs for s in steps):
+            problems.append(
+                f"lr_scheduler_step={','.join(map(str, steps))} must list epochs between 1 and epochs-1={epochs - 1}"
+            )
+        elif list(steps) != sorted(set(steps)):
+            problems.append(f"lr_scheduler_step={','.join(map(str, steps))} must be strictly increasing")
+    elif steps:
+        log.warning("lr_scheduler_step is ignored because lr_scheduler=%s, not step", scheduler)
+    return problems

@@ -1,0 +1,12 @@
+"""The MXNet engine's DataLoader over the shared data set and batch sampler (semseg.data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mxnet.gluon.data import DataLoader
+
+
+def mxnet_loader(dataset: Any, sampler: Any, workers: int) -> Any:
+    """Worker processes when workers > 0 (batches in shared memory), else loading in this process."""
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)

@@ -1,0 +1,166 @@
+"""The MXNet engine's training loop: one epoch and evaluation on MXNet contexts (semseg.fit.loop.fit drives it).
+No file IO, no log formats.
+
+Hot-path rules: no host sync per iteration (losses are summed on the device and read only at progress
+points), batches arrive as uint8 and are normalised on the device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import mxnet as mx
+from mxnet import autograd, gluon
+from mxnet.contrib import amp
+
+from semseg.data.labels import IGNORE
+from semseg.engines.mxnet.network import set_output_size
+from semseg.engines.mxnet.predict import Scorer, normalize
+from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
+from semseg.fit.metrics import ConfusionMatrix
+from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
+
+HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+
+
+class Loop:
+    """The network, loss and trainer of one job on its devices."""
+
+    def __init__(
+        self,
+        net: gluon.HybridBlock,
+        loss: gluon.HybridBlock,
+        trainer: gluon.Trainer,
+        contexts: Sequence[mx.Context],
+        num_classes: int,
+        crop_size: int,
+        mixed_precision: bool = False,
+        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+        global_batch: int | None = None,
+    ) -> None:
+        """`global_batch`: the batch of all hosts together, when this host trains a share of it; its gradient
+        is then weighted by its share, and the parameter server sums the hosts' gradients."""
+        self.net = net
+        self.global_batch = global_batch
+        self.pixel_budget = pixel_budget
+        self.mixed_precision = mixed_precision
+        self.loss = loss
+        self.trainer = trainer
+        self.contexts = list(contexts)
+        self.num_classes = num_classes
+        self.crop_size = crop_size
+        net.hybridize(**HYBRIDIZE)
+        loss.hybridize(**HYBRIDIZE)
+
+    def train_epoch(
+        self,
+        batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]],
+        epoch: int,
+        hooks: Hooks,
+        progress_every: int,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[float, float] | None:
+        """One pass over `batches`: (mean loss per sample, samples per second), or None when stopped.
+
+        Divergence is tracked on the device (the first iteration whose loss is not finite) and read at
+        the progress points and at the end, so the hot path never waits for the host.
+        """
+        totals = [mx.nd.zeros((1,), ctx=ctx) for ctx in self.contexts]
+        first_bad = [mx.nd.full((1,), -1, ctx=ctx) for ctx in self.contexts]
+        samples = 0
+        start = tick = time.perf_counter()
+        tick_samples = 0
+        iteration = 0
+        for iteration, (images, masks) in enumerate(batches, 1):
+            if should_stop():
+                return None
+            losses = self._step(images, masks)
+            for i, loss in enumerate(losses):
+                batch_loss = loss.sum()
+                totals[i] += batch_loss
+                exploded = mx.nd.logical_or(mx.nd.contrib.isfinite(batch_loss) == 0, loss.max() > DIVERGED_LOSS)
+                bad = mx.nd.logical_and(first_bad[i] < 0, exploded)
+                first_bad[i] = mx.nd.where(bad, mx.nd.full((1,), iteration, ctx=batch_loss.context), first_bad[i])
+            samples += images.shape[0]
+            if iteration % progress_every == 0:
+                self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
+                now = time.perf_counter()
+                speed = (samples - tick_samples) / max(now - tick, 1e-9)
+                hooks.progress(epoch, iteration, speed, self.trainer.learning_rate)
+                tick, tick_samples = now, samples
+        if should_stop():  # a stream ends its epoch early when told to stop
+            return None
+        self._check_finite(first_bad, epoch)
+        loss_sum = sum(total.asscalar() for total in totals)
+        elapsed = time.perf_counter() - start
+        return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    def _step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
+        """One optimizer update on a batch split over the devices; the per-sample losses of each device.
+
+        Every device's objective is scaled by the batch's count of non-ignored pixels (see loss.py), so
+        the summed gradient is that of the whole batch, however it was split.
+        """
+        valid = mx.nd.sum(masks.astype("float32") != IGNORE)
+        share = images.shape[0] / self.global_batch if self.global_batch else 1.0  # this host's part of the batch
+        scale = share / mx.nd.maximum(valid, 1.0).reshape((1,))
+        xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
+        ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+        # Copies between devices are all pushed before the first forward op: with SyncBatchNorm a device's
+        # worker waits inside the network for its peers, and a copy queued behind it would never run.
+        scales = [scale.as_in_context(x.context) for x in xs]
+        with autograd.record():
+            outputs = [self.loss(*self.net(normalize(x)), y.astype("float32"), s) for x, y, s in zip(xs, ys, scales)]
+            objectives = [objective for objective, _ in outputs]
+            if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
+                with amp.scale_loss(objectives, self.trainer) as scaled:
+                    autograd.backward(scaled)
+        if not self.mixed_precision:
+            autograd.backward(objectives)
+        self.trainer.step(self.global_batch or images.shape[0])
+        return [per_sample for _, per_sample in outputs]
+
+    @staticmethod
+    def _check_finite(first_bad: list[mx.nd.NDArray], epoch: int) -> None:
+        bad = [int(b.asscalar()) for b in first_bad]
+        if max(bad) >= 0:
+            raise Diverged(epoch, min(b for b in bad if b >= 0))
+
+    def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
+        """Confusion matrix over all validation batches, accumulated on the devices and read once.
+
+        Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place);
+        one above the pixel budget goes by sliding windows (semseg.fit.sliding), as the server predicts it.
+        """
+        classes = self.num_classes
+        counts = [mx.nd.zeros((classes * classes,), ctx=ctx, dtype="int64") for ctx in self.contexts]
+        matrix = ConfusionMatrix(classes)
+        windows = SlidingWindows(Scorer(self.net, self.contexts[0]), self.crop_size, self.pixel_budget)
+        if whole_images:
+            self.net.hybridize(active=False)
+        try:
+            for images, masks in batches:
+                if whole_images and not windows.fits(images.shape[1], images.shape[2]):
+                    for image, mask in zip(images.asnumpy(), masks.asnumpy()):
+                        matrix.add(mask, windows.classes(image), IGNORE)
+                    continue
+                if whole_images:
+                    set_output_size(self.net, images.shape[1], images.shape[2])
+                xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
+                ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
+                for i, (x, y) in enumerate(zip(xs, ys)):
+                    prediction = self.net(normalize(x))[0].argmax(axis=1)
+                    label = y.astype("float32")
+                    index = mx.nd.where(
+                        label == IGNORE, mx.nd.full(label.shape, -1, ctx=label.context), label * classes + prediction
+                    )
+                    histogram, _ = mx.nd.histogram(index, bins=classes * classes, range=(0, classes * classes))
+                    counts[i] += histogram
+        finally:
+            if whole_images:
+                set_output_size(self.net, self.crop_size, self.crop_size)
+                self.net.hybridize(**HYBRIDIZE)
+        for count in counts:
+            matrix.add_counts(count.asnumpy())
+        return matrix

@@ -1,0 +1,45 @@
+"""Optimizer and per-iteration learning-rate schedule from the configuration.
+
+The schedule counts optimizer updates (iterations), not epochs: iterations per epoch come from
+Config.iterations_per_epoch (the last partial batch is dropped), as in the managed algorithm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mxnet as mx
+
+from semseg.contract.config import Config
+
+POLY_POWER = 0.9  # GluonCV's segmentation scripts
+
+
+def lr_scheduler(config: Config) -> mx.lr_scheduler.LRScheduler:
+    iters_per_epoch = config.iterations_per_epoch
+    total = max(1, iters_per_epoch * config.epochs)
+    if config.lr_scheduler == "poly":
+        return mx.lr_scheduler.PolyScheduler(max_update=total, base_lr=config.learning_rate, pwr=POLY_POWER)
+    if config.lr_scheduler == "cosine":
+        return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=config.learning_rate)
+    steps = [max(1, epoch * iters_per_epoch) for epoch in config.lr_scheduler_step]
+    return mx.lr_scheduler.MultiFactorScheduler(
+        step=sorted(set(steps)), factor=config.lr_scheduler_factor, base_lr=config.learning_rate
+    )
+
+
+def optimizer_params(config: Config) -> dict[str, Any]:
+    """Keyword arguments for `gluon.Trainer(..., optimizer=config.optimizer, optimizer_params=...)`."""
+    params: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "wd": config.weight_decay,
+        "lr_scheduler": lr_scheduler(config),
+    }
+    if config.optimizer in ("sgd", "nag"):
+        params["momentum"] = config.momentum
+    elif config.optimizer == "rmsprop":
+        # centered RMSProp is the variant in which gamma2 (momentum) takes effect
+        params.update(gamma1=config.gamma1, gamma2=config.gamma2, centered=True)
+    if config.precision_dtype == "float16":
+        params["multi_precision"] = True
+    return params

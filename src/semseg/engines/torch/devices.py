@@ -1,0 +1,65 @@
+"""Which devices the PyTorch engine trains on: every GPU PyTorch can use (one process each), else the CPU
+(SEMSEG_CPU_DEVICES=N: N CPU processes over gloo, to exercise the multi-process path without GPUs)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from semseg.contract.config import Config
+from semseg.contract.errors import ClientError
+from semseg.contract.options import RunOptions
+from semseg.engines.gpus import check_precision, visible_gpus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # "cuda" or "cpu"
+    processes: int
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.kind == "cuda" else "gloo"
+
+
+def plan_devices(config: Config, options: RunOptions) -> Plan:
+    if options.cpu_devices:
+        processes = min(options.cpu_devices, config.mini_batch_size)
+        log.info("Training data-parallel in %d CPU processes (SEMSEG_CPU_DEVICES)", processes)
+        check_precision(config, on_gpu=False)
+        return Plan("cpu", processes)
+    usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if usable:
+        _check_arch()
+        count = min(usable, config.mini_batch_size)
+        if count < usable:
+            log.warning("mini_batch_size=%d is smaller than the %d GPUs: using %d of them", count, usable, count)
+        log.info("Number of GPUs being used: %d (%s)", count, torch.cuda.get_device_name(0))
+        return Plan("cuda", count)
+    gpus = visible_gpus()
+    if gpus and not options.allow_cpu:
+        raise ClientError(
+            f"The driver lists {len(gpus)} GPU(s) ({gpus[0].describe()}) but PyTorch cannot use them (torch "
+            f"{torch.__version__}, CUDA {torch.version.cuda}). Use the Hopper image on GPU instances, or set "
+            "SEMSEG_ALLOW_CPU=true to train on the CPU anyway."
+        )
+    check_precision(config, on_gpu=False)
+    return Plan("cpu", 1)
+
+
+def _check_arch() -> None:
+    """ClientError for a GPU this torch build has no code (or PTX) for."""
+    built = torch.cuda.get_arch_list()
+    for index in range(torch.cuda.device_count()):
+        major, minor = torch.cuda.get_device_capability(index)
+        cubins = {f"sm_{major}{minor}"} | {f"sm_{major}{m}" for m in range(minor)}
+        ptx = [a for a in built if a.startswith("compute_") and int(a[8:].rstrip("a")) <= major * 10 + minor]
+        if not cubins & set(built) and not ptx:
+            raise ClientError(
+                f"GPU {index} {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no code "
+                f"in this PyTorch build (built for {', '.join(built)}). Use an image with a newer PyTorch."
+            )

@@ -1,0 +1,161 @@
+"""A training job on the PyTorch engine: the network, MXNet's update rules and the loop on this process's device,
+handed to the shared job steps (semseg.fit.job) as a Session, with one process per GPU under
+DistributedDataParallel (semseg.engines.torch.launch).
+
+Every process trains its share of each batch; the first one writes the log lines, checkpoints and artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from semseg.contract.config import Config
+from semseg.contract.job import Job
+from semseg.contract.options import RunOptions
+from semseg.contract.seed_model import find_seed_model
+from semseg.contract.signals import StopFlag
+from semseg.data.pipeline import build_loaders
+from semseg.engines.torch import files as artifacts_io
+from semseg.engines.torch.devices import plan_devices
+from semseg.engines.torch.launch import launch
+from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loop import Precision, TorchLoop
+from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.optim import MXNetOptimizer
+from semseg.engines.torch.state import TorchState
+from semseg.fit.job import Session, run_job, seed_everything
+from semseg.fit.loop import AUX_WEIGHT, FitResult
+from semseg.fit.schedule import Schedule
+from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
+
+log = logging.getLogger(__name__)
+
+
+def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
+    plan = plan_devices(config, options)  # the GPU checks, before any data or model work
+    if plan.processes > 1 and job.pipes:
+        log.warning(
+            "Pipe-mode channel(s) %s have a single reader: the torch engine trains in one process on one "
+            "device instead of %d. Use File or FastFile mode to train on all of them.",
+            ", ".join(sorted(job.pipes)),
+            plan.processes,
+        )
+    if plan.processes == 1 or job.pipes:
+        device = torch.device("cuda", 0) if plan.kind == "cuda" else torch.device("cpu")
+        return train_process(job, config, options, stop, device, rank=0)
+    return launch(job, config, options, plan, train_process)
+
+
+def train_process(
+    job: Job, config: Config, options: RunOptions, stop: StopFlag, device: torch.device, rank: int, processes: int = 1
+) -> FitResult:
+    """The whole job in this process (or its share of it: `rank` of `processes`, DDP set up by the caller)."""
+    seed_everything(options.seed)
+    torch.manual_seed(options.seed)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        configure_cuda(device)
+    workers = options.workers_for(on_gpu)
+    if on_gpu and processes > 1:
+        workers = max(1, workers // processes)
+    make_loader = partial(torch_loader, pin=on_gpu)
+    loaders = build_loaders(
+        job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
+    )
+    net = network(job, config, options.weights_root)
+    model = _on_device(net, config, device, processes)
+    loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget)
+    precision = loop.precision
+    if precision.autocast is not None:
+        log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
+    first = rank == 0
+    session = Session(loop, TorchState(net, loop, config), loaders, _seed_torch, leader=first, report=first)
+    return run_job(job, config, options, stop, session)
+
+
+def _on_device(net: SegmentationNet, config: Config, device: torch.device, processes: int) -> nn.Module:
+    """`net` on `device` (channels-last on GPUs), and what trains it: itself, or its DDP wrapper."""
+    on_gpu = device.type == "cuda"
+    net.to(device)
+    if on_gpu:
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as benchmarks/gpu.py measures
+    model: nn.Module = net
+    if processes > 1:
+        if config.syncbn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if on_gpu else None)
+    elif config.syncbn:
+        log.info("syncbn=True: one process, BatchNorm already sees the whole batch")
+    return model
+
+
+def _seed_torch(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def _scaler_note(precision: Precision) -> str:
+    return ", dynamic loss scaling (this GPU has no bfloat16)" if precision.needs_scaler else ""
+
+
+def network(job: Job, config: Config, weights_root: Path) -> SegmentationNet:
+    """A fresh network (ImageNet backbone when asked), or the seed model of the `model` channel."""
+    net = SegmentationNet(config.algorithm, config.backbone, config.num_classes)
+    channel = job.channel("model")
+    if channel is not None:
+        with tempfile.TemporaryDirectory(prefix="semseg-seed-") as work:
+            artifacts_io.load_model_folder(net, find_seed_model(channel, Path(work), config))
+    elif config.use_pretrained_model:
+        artifacts_io.load_backbone(net, config, weights_root)
+    return net
+
+
+def configure_cuda(device: torch.device) -> None:
+    """cuDNN autotuning (the crop size is fixed, so the search pays once) and TF32 for float32 convolutions."""
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def make_loop(
+    net: SegmentationNet,
+    config: Config,
+    device: torch.device,
+    *,
+    model: nn.Module | None = None,
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+) -> TorchLoop:
+    """The job's loop for `net` on `device` (trained through `model`, its DDP wrapper, when given): the
+    configuration's optimizer, schedule, batch and precision; channels-last on GPUs."""
+    return TorchLoop(
+        model or net,
+        optimizer_for(net, config),
+        Schedule(config),
+        device,
+        config.num_classes,
+        global_batch=config.mini_batch_size,
+        aux_weight=AUX_WEIGHT,
+        precision=Precision.for_device(device, config.precision_dtype == "float16"),
+        channels_last=device.type == "cuda",
+        pixel_budget=pixel_budget,
+        crop_size=config.crop_size,
+    )
+
+
+def optimizer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
+    momentum = config.momentum if config.optimizer in ("sgd", "nag") else 0.0
+    return MXNetOptimizer(
+        net.param_groups(config.learning_rate),
+        config.optimizer,
+        lr=config.learning_rate,
+        wd=config.weight_decay,
+        momentum=momentum,
+        gamma1=config.gamma1,
+        gamma2=config.gamma2,
+    )

@@ -1,0 +1,212 @@
+"""The PyTorch engine's training loop: one epoch and evaluation on one device (one process of a multi-GPU job
+under DistributedDataParallel). Imports no MXNet; semseg.fit.loop.fit drives it.
+
+Hot-path rules as in the MXNet loop: no host sync per iteration (losses and the divergence check stay on the
+device until a progress point), uint8 NHWC batches go to the device and are normalised there, and the
+channels-last layout falls out of that for free (NHWC permuted to NCHW is channels_last in memory).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from semseg.data.labels import IGNORE
+from semseg.engines.torch.optim import MXNetOptimizer
+from semseg.fit.loop import DIVERGED_LOSS, MEAN, STD, Diverged, Hooks
+from semseg.fit.metrics import ConfusionMatrix
+from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """float32 (TF32 convolutions on GPUs that have them), or autocast to `dtype` (bf16, else fp16 + scaler)."""
+
+    autocast: torch.dtype | None = None
+
+    @property
+    def needs_scaler(self) -> bool:
+        return self.autocast == torch.float16
+
+    @staticmethod
+    def for_device(device: torch.device, mixed: bool) -> Precision:
+        if not mixed:
+            return Precision()
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return Precision(torch.float16)  # V100, T4: float16 with dynamic loss scaling
+        return Precision(torch.bfloat16)
+
+
+class TorchLoop:
+    """The network (maybe DDP-wrapped), loss and optimizer of one process on its device."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: MXNetOptimizer,
+        schedule: Callable[[int], float],
+        device: torch.device,
+        num_classes: int,
+        *,
+        global_batch: int,
+        aux_weight: float,
+        precision: Precision = Precision(),
+        channels_last: bool = False,
+        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+        crop_size: int = 0,
+    ) -> None:
+        self.net = net
+        self.pixel_budget = pixel_budget
+        self.crop_size = crop_size
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.device = device
+        self.num_classes = num_classes
+        self.global_batch = global_batch
+        self.aux_weight = aux_weight
+        self.precision = precision
+        self.channels_last = channels_last
+        self.scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255.0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+
+    @property
+    def learning_rate(self) -> float:
+        return self.schedule(max(1, self.optimizer.updates))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC RGB -> float32 NCHW normalised with ImageNet mean/std (channels_last, or contiguous)."""
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = (x - self.mean) / self.std
+        return x if self.channels_last else x.contiguous()
+
+    def _autocast(self) -> Any:
+        dtype = self.precision.autocast
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def _pixel_losses(self, outputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) main + aux_weight x aux negative log-likelihood in float32, 0 on ignored pixels."""
+        losses = F.cross_entropy(outputs[0].float(), labels, ignore_index=IGNORE, reduction="none")
+        if len(outputs) > 1:
+            losses = losses + self.aux_weight * F.cross_entropy(
+                outputs[1].float(), labels, ignore_index=IGNORE, reduction="none"
+            )
+        return losses
+
+    def step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """One optimizer update; the per-sample mean pixel losses (detached, on the device).
+
+        The objective is the mean pixel loss over the valid pixels of this process's share of the batch, and
+        DDP averages the gradients over the processes: with one process this is exactly MXNet's loss.py (the
+        sum over the batch's valid pixels), with several it equals it when the valid pixels are evenly
+        shared. Gradients are rescaled by 1 / global batch size, as gluon.Trainer.step(batch_size) does.
+        """
+        self.optimizer.set_lr(self.schedule(self.optimizer.updates + 1))
+        self.optimizer.rescale_grad = 1.0 / self.global_batch
+        x = self.normalize(images)
+        labels = masks.to(self.device, non_blocking=True).long()
+        with self._autocast():
+            outputs = self.net(x)
+        pixels = self._pixel_losses(outputs, labels)
+        valid = (labels != IGNORE).sum().clamp(min=1)
+        objective = pixels.sum() / valid
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            objective.backward()
+            self.optimizer.step()
+        return pixels.detach().mean(dim=(1, 2))
+
+    def train_epoch(
+        self,
+        batches: Iterable[Batch],
+        epoch: int,
+        hooks: Hooks,
+        progress_every: int,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[float, float] | None:
+        """One pass over `batches`: (mean loss per sample, samples per second of all processes), or None."""
+        self.net.train()
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
+        samples = tick_samples = 0
+        start = tick = time.perf_counter()
+        for iteration, (images, masks) in enumerate(batches, 1):
+            if should_stop():
+                return None
+            losses = self.step(images, masks)
+            total += losses.sum()
+            exploded = ~torch.isfinite(losses).all() | (losses.max() > DIVERGED_LOSS)
+            first_bad = torch.where((first_bad < 0) & exploded, iteration, first_bad)
+            samples += images.shape[0] * self.world
+            if iteration % progress_every == 0:
+                self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
+                now = time.perf_counter()
+                hooks.progress(epoch, iteration, (samples - tick_samples) / max(now - tick, 1e-9), self.learning_rate)
+                tick, tick_samples = now, samples
+        if should_stop():  # a stream ends its epoch early when told to stop
+            return None
+        self._check_finite(first_bad, epoch)
+        elapsed = time.perf_counter() - start
+        if self.world > 1:
+            dist.all_reduce(total)
+        return float(total.item()) / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    def _check_finite(self, first_bad: torch.Tensor, epoch: int) -> None:
+        bad = first_bad.clone()
+        if self.world > 1:  # every process stops together, at the first bad iteration of any
+            bad = torch.where(bad < 0, torch.iinfo(torch.long).max, bad)
+            dist.all_reduce(bad, op=dist.ReduceOp.MIN)
+            bad = torch.where(bad == torch.iinfo(torch.long).max, -1, bad)
+        if int(bad.item()) >= 0:
+            raise Diverged(epoch, int(bad.item()))
+
+    @torch.inference_mode()
+    def evaluate(self, batches: Iterable[Batch], whole_images: bool) -> ConfusionMatrix:
+        """Confusion matrix over this process's validation batches, summed over all processes.
+
+        Any image size runs as it is (the networks resize to their input); a whole image above the pixel
+        budget goes by sliding `crop_size` windows (semseg.fit.sliding), as the server predicts it.
+        """
+        self.net.eval()
+        classes = self.num_classes
+        counts = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
+        windows = SlidingWindows(self._score, self.crop_size, self.pixel_budget)
+        try:
+            for images, masks in batches:
+                if whole_images and self.crop_size and not windows.fits(images.shape[1], images.shape[2]):
+                    predicted = [torch.from_numpy(windows.classes(image.numpy())) for image in images]
+                    prediction = torch.stack(predicted).to(self.device).long()
+                else:
+                    with self._autocast():
+                        prediction = self.net(self.normalize(images))[0].argmax(dim=1)
+                labels = masks.to(self.device, non_blocking=True).long()
+                valid = labels != IGNORE
+                counts += torch.bincount(labels[valid] * classes + prediction[valid], minlength=classes * classes)
+        finally:
+            self.net.train()
+        if self.world > 1:
+            dist.all_reduce(counts)
+        matrix = ConfusionMatrix(classes)
+        matrix.add_counts(counts.cpu().numpy())
+        return matrix
+
+    def _score(self, image: np.ndarray) -> np.ndarray:
+        """An HxWx3 uint8 image -> [C, H, W] float32 class probabilities, in one pass."""
+        with self._autocast():
+            scores = self.net(self.normalize(torch.from_numpy(np.ascontiguousarray(image[np.newaxis]))))[0]
+        return scores.float().softmax(dim=1)[0].cpu().numpy()

@@ -1,0 +1,123 @@
+"""Checkpoints for managed spot training and restarts, in the job's checkpoint folder.
+
+Layout (SageMaker syncs the folder with S3), the same for every engine; the files are the engine's own
+(MXNet: model.params, trainer.states, best.params; PyTorch: model.pt, optimizer.pt, best.pt):
+    epoch-0007/ <weights>, <optimizer state>, meta.json    the newest complete epoch (older ones removed)
+    <best>                                                 weights of the best validation mIOU so far
+Each epoch folder is written as `.epoch-0007.tmp` and renamed when complete, and meta.json (written last)
+lists the sizes of the other files, so a folder that is half-written, truncated or from another
+configuration or another engine is recognised, reported and skipped. Resuming re-creates the same run: same weights,
+optimizer state and update count (so the same learning-rate schedule), same early-stopping state;
+data order and augmentation depend only on the seed and the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from semseg.contract.files import copy_file
+from semseg.fit.early_stopping import EarlyStopping
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+class EngineState(Protocol):
+    """An engine's network and optimizer state as checkpoint files."""
+
+    engine: str  # recorded in meta.json: a checkpoint of another engine is skipped
+    files: tuple[str, str]  # (weights, optimizer state) as `save` writes them
+    best_file: str  # the name of the best weights in the checkpoint folder
+
+    def save(self, folder: Path) -> None: ...
+
+    def check(self, folder: Path) -> None:
+        """ValueError when the folder's weights do not fit the network."""
+
+    def load(self, folder: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class Resume:
+    next_epoch: int
+    early_stopping: EarlyStopping
+    best_params: Path | None
+
+
+class CheckpointStore:
+    def __init__(self, folder: Path, fingerprint: dict[str, str]) -> None:
+        self.folder = folder
+        self.fingerprint = fingerprint
+
+    def save(self, epoch: int, state: EngineState, early_stopping: EarlyStopping, is_best: bool) -> Path:
+        """Write the checkpoint of a completed epoch; keep only it and the best weights."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"epoch-{epoch:04d}"
+        tmp = self.folder / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        state.save(tmp)
+        if is_best:
+            copy_file(tmp / state.files[0], self.folder / state.best_file)
+        meta = {
+            "format": FORMAT,
+            "engine": state.engine,
+            "epoch": epoch,
+            "fingerprint": self.fingerprint,
+            "early_stopping": early_stopping.to_dict(),
+            "sizes": {name: (tmp / name).stat().st_size for name in state.files},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in self.folder.glob("epoch-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, state: EngineState) -> Resume | None:
+        """Load the newest valid checkpoint into `state`; None when there is none."""
+        if not self.folder.is_dir():
+            return None
+        for candidate in sorted(self.folder.glob("epoch-*"), reverse=True):
+            try:
+                meta = self._validate(candidate, state)
+            except Exception as exc:  # noqa: BLE001  # any unreadable checkpoint is skipped, never fatal
+                log.warning("Skipping checkpoint %s: %s", candidate, str(exc).splitlines()[0] if str(exc) else exc)
+                continue
+            state.load(candidate)
+            best = self.folder / state.best_file
+            log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
+            return Resume(
+                next_epoch=int(meta["epoch"]) + 1,
+                early_stopping=EarlyStopping.from_dict(meta["early_stopping"]),
+                best_params=best if best.is_file() else None,
+            )
+        return None
+
+    def _validate(self, folder: Path, state: EngineState) -> dict[str, Any]:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"unknown checkpoint format {meta.get('format')!r}")
+        engine = meta.get("engine", "mxnet")  # checkpoints from before the engine seam are MXNet's
+        if engine != state.engine:
+            raise ValueError(f"made by the {engine} engine; this job runs SEMSEG_ENGINE={state.engine}")
+        if meta.get("fingerprint") != self.fingerprint:
+            changed = sorted(
+                k
+                for k in set(self.fingerprint) | set(meta.get("fingerprint", {}))
+                if self.fingerprint.get(k) != meta.get("fingerprint", {}).get(k)
+            )
+            raise ValueError(f"made with other hyperparameters ({', '.join(changed)})")
+        for name, size in meta["sizes"].items():
+            if (folder / name).stat().st_size != size:
+                raise ValueError(f"{name} is {(folder / name).stat().st_size} bytes, expected {size}")
+        state.check(folder)
+        return dict(meta)

@@ -1,0 +1,60 @@
+"""What a job does at the loop's events: per-epoch seeding, the managed log lines, the best weights whenever
+mIOU improves, and a checkpoint after every epoch. The same for every engine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from semseg.contract.files import BEST_PARAMS
+from semseg.contract.report import Reporter
+from semseg.fit.artifacts import Weights, keep_best
+from semseg.fit.checkpoint import CheckpointStore, EngineState
+from semseg.fit.early_stopping import EarlyStopping
+from semseg.fit.loop import EpochResult
+
+log = logging.getLogger(__name__)
+
+
+class JobState(EngineState, Weights, Protocol):
+    """An engine's network and optimizer: as checkpoint files, and its weights as GluonCV files."""
+
+
+class JobHooks:
+    def __init__(
+        self,
+        reporter: Reporter,
+        state: JobState,
+        model_dir: Path | None,
+        seed_epoch: Callable[[int], None],
+        checkpoints: CheckpointStore | None,
+        early_stopping: EarlyStopping,
+    ) -> None:
+        self.reporter = reporter
+        self.state = state
+        self.model_dir = model_dir
+        self.seed_epoch = seed_epoch
+        self.checkpoints = checkpoints
+        self.early_stopping = early_stopping
+
+    def epoch_start(self, epoch: int) -> None:
+        # Dropout draws from the engine's generator: a seed per epoch makes a resumed run repeat the original.
+        self.seed_epoch(epoch)
+
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
+        self.reporter.progress(epoch, iterations, samples_per_sec, learning_rate)
+
+    def epoch_end(self, result: EpochResult, is_best: bool) -> None:
+        self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
+        if is_best and self.model_dir is not None:  # None: a host other than the first keeps nothing
+            keep_best(self.state, self.model_dir)
+            log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)
+        if self.checkpoints is not None:
+            self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The engine's random seed for an epoch (dropout): the same for a resumed run as for the original."""
+    return seed * 100_003 + epoch

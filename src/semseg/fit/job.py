@@ -1,0 +1,159 @@
+"""A training job's life, written once for every engine: hyperparams.json, resume from the newest checkpoint,
+fit with the job's hooks (metric lines, best weights, checkpoints), early stopping, divergence, and the
+artifacts at the end, also after a stop request. The engine hands over its part as a `Session`: loop, state
+(checkpoint and GluonCV files), loaders, seeding, and its exchange with the other hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from semseg.contract.config import Config
+from semseg.contract.errors import AlgorithmError, Stopped
+from semseg.contract.job import Job
+from semseg.contract.options import RunOptions
+from semseg.contract.report import Reporter
+from semseg.contract.signals import StopSignal
+from semseg.fit.artifacts import finish, restore_best, write_hyperparams
+from semseg.fit.checkpoint import CheckpointStore
+from semseg.fit.early_stopping import EarlyStopping
+from semseg.fit.hooks import JobHooks, JobState, epoch_seed
+from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
+
+log = logging.getLogger(__name__)
+
+
+class Exchange(Protocol):
+    """What the hosts of a multi-host job agree on around training (semseg.engines.mxnet.exchange)."""
+
+    def check_same(self, name: str, value: int, what: str) -> None:
+        """AlgorithmError unless every host has the same `value`."""
+
+    def drain(self) -> None:
+        """Before the hosts stop early: every host's last exchanges complete."""
+
+
+class Alone:
+    """The exchange of a job on one host: nothing to agree on."""
+
+    def check_same(self, name: str, value: int, what: str) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Session:
+    """An engine's part of a job, ready to train."""
+
+    loop: TrainLoop
+    state: JobState
+    loaders: tuple[TrainData, Iterable[Any]]
+    seed_engine: Callable[[int], None]  # the engine's random generator (dropout), seeded per epoch
+    materialize: Callable[[], None] = lambda: None  # every parameter has its data (before a checkpoint loads)
+    exchange: Exchange = field(default_factory=Alone)
+    leader: bool = True  # writes hyperparams.json, the artifacts and the checkpoints (the first host's first process)
+    report: bool = True  # writes the metric lines (every host's first process)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where training starts: epoch 0 with fresh early stopping, or after a checkpoint's epoch."""
+
+    checkpoints: CheckpointStore | None
+    first_epoch: int
+    early_stopping: EarlyStopping
+
+
+def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
+    """The job from hyperparams.json to its artifacts; Stopped when a signal ended it (after the artifacts)."""
+    model_dir = job.paths.model_dir
+    log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", config.iterations_per_epoch, config.epochs)
+    if session.leader:
+        write_hyperparams(config, model_dir)
+    start = resume(job, config, session.state, session.materialize, session.leader)
+    session.exchange.check_same("resume", start.first_epoch, "the epoch to resume from (checkpoints must be shared)")
+    result = run(job, config, options, stop, session, start)
+    if result.interrupted:
+        session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
+    if session.leader:
+        finish(session.state, model_dir)
+    return stopped_or(result, stop)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], None], leader: bool = True) -> Start:
+    """Fresh early stopping at epoch 0, or the newest valid checkpoint of this engine loaded into `state`;
+    only the `leader` writes (the resumed best weights) and later checkpoints."""
+    early_stopping = EarlyStopping(
+        config.early_stopping,
+        config.early_stopping_min_epochs,
+        config.early_stopping_patience,
+        config.early_stopping_tolerance,
+    )
+    if job.checkpoint_dir is None:
+        return Start(None, 0, early_stopping)
+    checkpoints = CheckpointStore(job.checkpoint_dir, config.to_hyperparameters())
+    materialize()
+    restored = checkpoints.restore(state)
+    if restored is None:
+        return Start(checkpoints if leader else None, 0, early_stopping)
+    if restored.best_params is not None and leader:
+        restore_best(state, restored.best_params, job.paths.model_dir)
+    return Start(checkpoints if leader else None, restored.next_epoch, restored.early_stopping)
+
+
+def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start) -> FitResult:
+    """fit() with the job's hooks; a diverged loss becomes an AlgorithmError that says what to change."""
+    model_dir = job.paths.model_dir
+    reporter = Reporter(job.current_host, config.epochs, enabled=session.report)
+    hooks = JobHooks(
+        reporter,
+        session.state,
+        model_dir if session.leader else None,
+        lambda epoch: session.seed_engine(epoch_seed(options.seed, epoch)),
+        start.checkpoints if session.report else None,
+        start.early_stopping,
+    )
+    log.info("Training starts at epoch %d of %d", start.first_epoch, config.epochs)
+    try:
+        result = fit(
+            session.loop,
+            session.loaders[0],
+            session.loaders[1],
+            epochs=config.epochs,
+            whole_image_validation=config.whole_image_validation,
+            early_stopping=start.early_stopping,
+            hooks=hooks,
+            progress_every=options.progress_every,
+            first_epoch=start.first_epoch,
+            should_stop=stop,
+        )
+    except Diverged as exc:
+        kept = ", ".join(sorted(p.name for p in model_dir.iterdir())) if model_dir.is_dir() else "nothing"
+        raise AlgorithmError(
+            f"{exc.message} Lower learning_rate (now {config.learning_rate:g}), e.g. to a tenth. "
+            f"Kept in {model_dir}: {kept}."
+        ) from exc
+    if result.stopped_early:
+        last = result.epochs_run + start.first_epoch - 1
+        log.info("Early stopping after epoch %d: best mIOU %.6f at epoch %d", last, result.best_miou, result.best_epoch)
+    return result
+
+
+def stopped_or(result: FitResult, stop: StopSignal) -> FitResult:
+    """The result, or Stopped when a signal ended training (after the artifacts were written)."""
+    if result.interrupted and stop.signum is not None:
+        raise Stopped(stop.signum)
+    return result
