@@ -20,11 +20,12 @@ from PIL import Image
 
 from benchmarks.common import alternate, median, rate, save, table
 from semseg.data.channels import Pair
-from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
+from semseg.data.dataset import SegmentationDataset
 from semseg.data.labels import identity
+from semseg.data.samplers import SeededBatchSampler
 from semseg.data.transforms import gluoncv_train
+from semseg.engines.normalization import MEAN, STD
 from semseg.example import draw_sample
-from semseg.fit.loop import MEAN, STD
 
 BASE_SIZE = 520
 

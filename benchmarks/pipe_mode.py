@@ -24,10 +24,11 @@ from PIL import Image
 from benchmarks.common import alternate, median, rate, save, table
 from benchmarks.fifo_writer import Writer
 from benchmarks.input_pipeline import BASE_SIZE, make_images
-from semseg.data.dataset import SeededBatchSampler, SegmentationDataset
+from semseg.data.dataset import SegmentationDataset
 from semseg.data.fifo import PipeSettings
 from semseg.data.labels import identity
 from semseg.data.recordio import frame
+from semseg.data.samplers import SeededBatchSampler
 from semseg.data.stream import PipeBatches, StreamDataset
 from semseg.data.transforms import gluoncv_train, seed_train
 

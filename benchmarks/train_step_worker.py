@@ -25,7 +25,8 @@ from semseg.contract.config import Config
 from semseg.engines.mxnet.loop import Loop
 from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import build_model
-from semseg.fit.loop import MEAN, STD, NoHooks
+from semseg.engines.normalization import MEAN, STD
+from semseg.fit.loop import NoHooks
 
 Batches = list[tuple[mx.nd.NDArray, mx.nd.NDArray]]
 

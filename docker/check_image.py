@@ -60,7 +60,7 @@ def main() -> None:
     import cv2
     import mxnet
 
-    import semseg.engines.mxnet.job  # noqa: F401 - the whole training stack imports
+    import semseg.engines.mxnet.job
     import semseg.training  # noqa: F401
     from semseg.engines.mxnet.gluoncv_import import gluoncv
 

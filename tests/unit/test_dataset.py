@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from semseg.data.dataset import SeededBatchSampler
+from semseg.data.samplers import SeededBatchSampler
 
 
 def test_sampler_is_reproducible_and_reshuffles_per_epoch() -> None:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 BACKBONES = ("resnet-50", "resnet-101")
 ALGORITHMS = ("fcn", "psp", "deeplab")
 OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
+MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 LR_SCHEDULERS = ("step", "poly", "cosine")
 PRECISIONS = ("float32", "float16")
 
@@ -138,6 +139,11 @@ class Config:
     def whole_image_validation(self) -> bool:
         """validation_mini_batch_size=1: score each whole, uncropped validation image."""
         return self.validation_mini_batch_size == 1
+
+    @property
+    def uses_momentum(self) -> bool:
+        """`momentum` applies to sgd and nag (MXNet's optimizers with a momentum buffer); the others ignore it."""
+        return self.optimizer in MOMENTUM_OPTIMIZERS
 
     @property
     def iterations_per_epoch(self) -> int:

@@ -3,7 +3,8 @@
 Images (JPEG or PNG) in `<split>`, masks (PNG) in `<split>_annotation`, paired by relative path without
 extension, else by file stem when that is unique. Subfolders are walked. Files that are not images are
 skipped with a warning; unpaired files are counted and skipped. Each pair's headers are read (not the
-pixels) so that a mask of the wrong mode or size fails now, naming the file, not hours into training.
+pixels; semseg.data.images.probe) so that a mask of the wrong mode or size fails now, naming the file, not hours
+into training.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from semseg.contract.config import OUTPUT_STRIDE
 from semseg.contract.errors import ClientError
+from semseg.data.images import MAX_PIXELS, MIN_SIDE, BadImage, check_mask, probe
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
-MASK_MODES = ("L", "P")
-MAX_PIXELS = 64_000_000  # 8000 x 8000; larger ones need GBs per image in decoding and augmentation
-MIN_SIDE = OUTPUT_STRIDE  # a smaller image has no feature map to speak of
 _SHOWN = 5  # how many file names a warning lists
-_TAIL = 1024  # how far from the end of a file its end marker may be
-_END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+_UNREADABLE = "unreadable, empty or truncated image files"
 
 
 @dataclass(frozen=True)
@@ -123,58 +118,30 @@ def _warn_unpaired(folder: Path, what: str, files: list[Path]) -> None:
         )
 
 
-def _complete(path: Path) -> bool:
-    """False for an empty file, or a JPEG/PNG whose end marker is missing (a truncated upload)."""
-    marker = _END_MARKERS.get(path.suffix.lower())
-    size = path.stat().st_size
-    if size == 0:
-        return False
-    if marker is None:
-        return True
-    with open(path, "rb") as f:
-        f.seek(max(0, size - _TAIL))
-        return marker in f.read()
-
-
-def _header(path: Path) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the file header; raises OSError when it is no readable image."""
-    try:
-        with Image.open(path) as img:
-            return img.mode, img.size
-    except UnidentifiedImageError as exc:
-        raise OSError(str(exc)) from None
-
-
 def _probe(image: Path, mask: Path, skipped: dict[str, list[Path]]) -> Pair | None:
     """The pair, or None (recorded in `skipped`) when the image cannot be used; ClientError for a bad mask."""
-    too_big = f"images smaller than {MIN_SIDE} or larger than {MAX_PIXELS:,} pixels"
     try:
-        if not _complete(image):
-            raise OSError("empty or truncated")
-        _, size = _header(image)
-    except Image.DecompressionBombError:
-        skipped[too_big].append(image)
-        return None
-    except OSError:
-        skipped["unreadable, empty or truncated image files"].append(image)
-        return None
-    if size[0] * size[1] > MAX_PIXELS or min(size) < MIN_SIDE:
-        skipped[too_big].append(image)
+        info = probe(image)
+    except BadImage as exc:
+        too_big = f"images smaller than {MIN_SIDE} or larger than {MAX_PIXELS:,} pixels"
+        skipped[
+            too_big if exc.kind in ("too_small", "too_large") else "unreadable, empty or truncated image files"
+        ].append(image)
         return None
     try:
-        if not _complete(mask):
-            raise OSError("the file is empty or truncated")
-        mask_mode, mask_size = _header(mask)
-    except (OSError, Image.DecompressionBombError) as exc:
+        mask_info = probe(mask, sized=False)
+    except BadImage as exc:
         raise ClientError(f"Annotation {mask} cannot be read as a PNG image ({exc}). Replace or remove it.") from None
-    if mask_mode not in MASK_MODES:
+    try:
+        check_mask(mask_info)
+    except BadImage:
         raise ClientError(
-            f"Annotation {mask} has image mode {mask_mode}; annotations must be single-channel 8-bit PNGs "
+            f"Annotation {mask} has image mode {mask_info.mode}; annotations must be single-channel 8-bit PNGs "
             "(grayscale 'L' or palette 'P') whose pixel values are class ids."
-        )
-    if mask_size != size:
+        ) from None
+    if (mask_info.width, mask_info.height) != (info.width, info.height):
         raise ClientError(
-            f"Annotation {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is {size[0]}x{size[1]}; "
-            "a mask must have the same width and height as its image."
+            f"Annotation {mask} is {mask_info.width}x{mask_info.height} but its image {image} is "
+            f"{info.width}x{info.height}; a mask must have the same width and height as its image."
         )
-    return Pair(image=image, mask=mask, width=size[0], height=size[1])
+    return Pair(image=image, mask=mask, width=info.width, height=info.height)

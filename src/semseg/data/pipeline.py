@@ -17,9 +17,10 @@ from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
 from semseg.data import transforms
 from semseg.data.channels import find_pairs
-from semseg.data.dataset import BatchSampler, EpochLoader, SeededBatchSampler, SegmentationDataset
+from semseg.data.dataset import SegmentationDataset
 from semseg.data.fifo import PipeSettings
 from semseg.data.labels import LabelMap, load_label_map
+from semseg.data.samplers import BatchSampler, EpochLoader, SeededBatchSampler
 from semseg.data.stream import PipeBatches, StreamDataset
 
 log = logging.getLogger(__name__)

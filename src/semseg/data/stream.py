@@ -11,7 +11,6 @@ Nothing holds more than the shuffle buffer plus the DataLoader's prefetch of the
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -20,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from semseg.contract.errors import ClientError
-from semseg.data.channels import MASK_MODES
-from semseg.data.dataset import prepare, try_decode_image
+from semseg.data.dataset import prepare
 from semseg.data.fifo import Fifo, FifoStopped, PipeSettings
+from semseg.data.images import BadImage, decode_image, decode_mask
 from semseg.data.labels import LabelMap
 from semseg.data.recordio import FramingError, read_records
+from semseg.data.samplers import batches, epoch_rng, sample_seeds
 from semseg.data.transforms import Transform
 
 log = logging.getLogger(__name__)
@@ -64,9 +63,10 @@ class StreamDataset:
 
     def __getitem__(self, key: StreamKey) -> tuple[np.ndarray, np.ndarray]:
         image_bytes, mask_bytes, seed, record, channel, fifo = key
-        image = try_decode_image(image_bytes)
-        if image is None:
-            raise stream_error(channel, fifo, record, "is no image (JPEG or PNG) that can be decoded")
+        try:
+            image = decode_image(image_bytes)
+        except BadImage as exc:
+            raise stream_error(channel, fifo, record, f"is no image (JPEG or PNG) that can be used: it {exc}") from None
         mask = _decode_mask(mask_bytes, channel, fifo, record + 1)
         if mask.shape != image.shape[:2]:
             raise stream_error(
@@ -83,17 +83,15 @@ class StreamDataset:
 def _decode_mask(data: bytes, channel: str, fifo: str, record: int) -> np.ndarray:
     """HxW uint8 values of a single-channel 8-bit PNG; a stream error naming the record otherwise."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format != "PNG" or img.mode not in MASK_MODES:
-                raise stream_error(
-                    channel, fifo, record,
-                    f"is a {img.format} image of mode {img.mode}, not a single-channel 8-bit PNG mask (mode L or "
-                    "P). Check AttributeNames: the image (source-ref) first, then the mask's -ref attribute",
-                )  # fmt: skip
-            img.load()
-            return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise stream_error(channel, fifo, record, f"is not a single-channel 8-bit PNG mask: {exc}") from None
+        return decode_mask(data)
+    except BadImage as exc:
+        if exc.kind == "mode":
+            raise stream_error(
+                channel, fifo, record,
+                f"{exc}, not a single-channel 8-bit PNG mask (mode L or P). Check AttributeNames: the image "
+                "(source-ref) first, then the mask's -ref attribute",
+            ) from None  # fmt: skip
+        raise stream_error(channel, fifo, record, f"is not a single-channel 8-bit PNG mask: it {exc}") from None
 
 
 class PipeBatches:
@@ -133,38 +131,35 @@ class PipeBatches:
     def __iter__(self) -> Iterator[list[StreamKey]]:
         path = self.folder / f"{self.channel}_{self.passes}"
         self.passes += 1
-        rng = np.random.default_rng((self.seed, self.epoch))
-        buffer_size = self.settings.shuffle_buffer if self.shuffle else 0
-        buffer: list[StreamKey] = []
-        batch: list[StreamKey] = []
         reader = _Reader(path, self.channel, self.settings)
         try:
-            for pair in reader.pairs():
-                seed = int(rng.integers(0, 2**31 - 1))
-                key = (pair.image, pair.mask, seed, pair.record, self.channel, str(path))
-                if len(buffer) < buffer_size:
-                    buffer.append(key)
-                    continue
-                if buffer:
-                    slot = int(rng.integers(len(buffer)))
-                    key, buffer[slot] = buffer[slot], key
-                batch.append(key)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if reader.stopped:
-                return
-            rng.shuffle(buffer)
-            for key in buffer:
-                batch.append(key)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if batch and not self.drop_last:
+            for batch in batches(self._keys(reader, path), self.batch_size, drop_last=False):
+                if len(batch) < self.batch_size and (self.drop_last or reader.stopped):
+                    break
                 yield batch
-            self._check_count(path, reader.count)
+            if not reader.stopped:
+                self._check_count(path, reader.count)
         finally:
             reader.cancel()
+
+    def _keys(self, reader: _Reader, path: Path) -> Iterator[StreamKey]:
+        """The stream's pairs as keys with their sample seeds, shuffled through the buffer when training."""
+        rng = epoch_rng(self.seed, self.epoch)
+        buffer_size = self.settings.shuffle_buffer if self.shuffle else 0
+        buffer: list[StreamKey] = []
+        for pair in reader.pairs():
+            key = (pair.image, pair.mask, sample_seeds(rng), pair.record, self.channel, str(path))
+            if len(buffer) < buffer_size:
+                buffer.append(key)
+                continue
+            if buffer:
+                slot = int(rng.integers(len(buffer)))
+                key, buffer[slot] = buffer[slot], key
+            yield key
+        if reader.stopped:
+            return
+        rng.shuffle(buffer)
+        yield from buffer
 
     def _check_count(self, path: Path, pairs: int) -> None:
         if pairs < (self.batch_size if self.drop_last else 1):

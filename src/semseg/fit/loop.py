@@ -1,5 +1,5 @@
 """What every engine's training loop shares, with no framework: fit with early stopping over epochs, the
-loop's events (hooks) and results, the divergence error, the input normalisation constants and the aux loss weight.
+loop's events (hooks) and results, the divergence error and the aux loss weight.
 
 An engine's loop (semseg.engines.mxnet.loop.Loop for MXNet, semseg.engines.torch.loop.TorchLoop) provides
 `train_epoch` and `evaluate`; `fit` drives either.
@@ -15,8 +15,6 @@ from semseg.contract.errors import AlgorithmError
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.metrics import ConfusionMatrix
 
-MEAN = (0.485, 0.456, 0.406)  # ImageNet's, as GluonCV normalises
-STD = (0.229, 0.224, 0.225)
 # Mean per-pixel loss (nats, main + aux) above which training has diverged: a working network starts near
 # 1.5 x ln(num_classes) (< 9) and falls; this is a true-class probability of e^-1000 on average.
 DIVERGED_LOSS = 1000.0
@@ -78,7 +76,7 @@ class FitResult:
 
 
 class TrainData(Protocol):
-    """Training batches that can be re-seeded per epoch (see data.dataset.SeededBatchSampler)."""
+    """Training batches that can be re-seeded per epoch (see semseg.data.samplers)."""
 
     def set_epoch(self, epoch: int) -> None: ...
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from semseg.data import images
 from semseg.data.recordio import frame
 from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
 
@@ -14,7 +15,6 @@ REQUEST_TYPES = ("image/jpeg", "image/png", "application/x-image")
 PNG = "image/png"
 PROTOBUF_TYPES = ("application/x-protobuf", "application/x-recordio-protobuf")
 RESPONSE_TYPES = (PNG, *PROTOBUF_TYPES)
-MAX_PIXELS = 64_000_000  # the largest image the README accepts (64 Mpx)
 
 
 class BadRequest(Exception):
@@ -53,24 +53,21 @@ def response_type(accept: str | None) -> str:
     raise BadRequest(415, f"Accept {accept} is not supported; ask for one of {', '.join(RESPONSE_TYPES)}")
 
 
+_STATUS = {"format": 415, "too_large": 413}  # else 400
+
+
 def decode_image(body: bytes) -> np.ndarray:
-    """HxWx3 uint8 RGB with the EXIF orientation applied; grayscale, RGBA and palette images converted."""
+    """HxWx3 uint8 RGB with the EXIF orientation applied (semseg.data.images: the training images' decoding);
+    a BadRequest whose status says why: 400 unreadable or too small, 413 too large, 415 not JPEG or PNG."""
     if not body:
         raise BadRequest(400, "The request body is empty; send the image's bytes")
     try:
-        opened = Image.open(io.BytesIO(body))  # reads the header only
-    except Image.DecompressionBombError as exc:  # far above MAX_PIXELS: Pillow refuses it at once
-        raise BadRequest(413, f"The image is too large: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadRequest(400, f"The request body is not a readable image (JPEG or PNG): {exc}") from None
-    if opened.width * opened.height > MAX_PIXELS:
-        raise BadRequest(413, f"The image has {opened.width}x{opened.height} pixels, more than {MAX_PIXELS} (64 Mpx)")
-    try:
-        opened.load()
-        upright = ImageOps.exif_transpose(opened)
-        return np.asarray(upright.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadRequest(400, f"The request body is not a readable image (JPEG or PNG): {exc}") from None
+        return images.decode_image(body, orient=True)
+    except images.BadImage as exc:
+        status = _STATUS.get(exc.kind, 400)
+        if status == 400:
+            raise BadRequest(400, f"The request body is not a readable image (JPEG or PNG): it {exc}") from None
+        raise BadRequest(status, f"The image {exc}") from None
 
 
 def encode_png(classes: np.ndarray) -> bytes:

@@ -11,8 +11,7 @@ from typing import Any
 import mxnet as mx
 
 from semseg.contract.config import Config
-
-POLY_POWER = 0.9  # GluonCV's segmentation scripts
+from semseg.fit.schedule import POLY_POWER
 
 
 def lr_scheduler(config: Config) -> mx.lr_scheduler.LRScheduler:
@@ -35,7 +34,7 @@ def optimizer_params(config: Config) -> dict[str, Any]:
         "wd": config.weight_decay,
         "lr_scheduler": lr_scheduler(config),
     }
-    if config.optimizer in ("sgd", "nag"):
+    if config.uses_momentum:
         params["momentum"] = config.momentum
     elif config.optimizer == "rmsprop":
         # centered RMSProp is the variant in which gamma2 (momentum) takes effect

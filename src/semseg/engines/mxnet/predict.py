@@ -20,7 +20,7 @@ from mxnet.gluon import HybridBlock
 
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.mxnet.network import load_model, set_output_size
-from semseg.fit.loop import MEAN, STD
+from semseg.engines.normalization import MEAN, STD
 from semseg.fit.sliding import SlidingWindows, window_starts
 
 __all__ = ["Predictor", "Scorer", "load_predictor", "normalize", "window_starts"]

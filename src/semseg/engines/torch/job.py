@@ -25,9 +25,10 @@ from semseg.engines.torch import files as artifacts_io
 from semseg.engines.torch.devices import plan_devices
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import torch_loader
-from semseg.engines.torch.loop import Precision, TorchLoop
+from semseg.engines.torch.loop import TorchLoop
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.optim import MXNetOptimizer
+from semseg.engines.torch.predict import Precision
 from semseg.engines.torch.state import TorchState
 from semseg.fit.job import Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult
@@ -149,7 +150,7 @@ def make_loop(
 
 
 def optimizer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
-    momentum = config.momentum if config.optimizer in ("sgd", "nag") else 0.0
+    momentum = config.momentum if config.uses_momentum else 0.0
     return MXNetOptimizer(
         net.param_groups(config.learning_rate),
         config.optimizer,

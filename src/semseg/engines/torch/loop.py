@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -21,30 +18,12 @@ from torch import nn
 
 from semseg.data.labels import IGNORE
 from semseg.engines.torch.optim import MXNetOptimizer
-from semseg.fit.loop import DIVERGED_LOSS, MEAN, STD, Diverged, Hooks
+from semseg.engines.torch.predict import FLOAT32, Inputs, Precision, Scorer
+from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
 from semseg.fit.metrics import ConfusionMatrix
 from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Precision:
-    """float32 (TF32 convolutions on GPUs that have them), or autocast to `dtype` (bf16, else fp16 + scaler)."""
-
-    autocast: torch.dtype | None = None
-
-    @property
-    def needs_scaler(self) -> bool:
-        return self.autocast == torch.float16
-
-    @staticmethod
-    def for_device(device: torch.device, mixed: bool) -> Precision:
-        if not mixed:
-            return Precision()
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return Precision(torch.float16)  # V100, T4: float16 with dynamic loss scaling
-        return Precision(torch.bfloat16)
 
 
 class TorchLoop:
@@ -60,7 +39,7 @@ class TorchLoop:
         *,
         global_batch: int,
         aux_weight: float,
-        precision: Precision = Precision(),
+        precision: Precision = FLOAT32,
         channels_last: bool = False,
         pixel_budget: int = DEFAULT_PIXEL_BUDGET,
         crop_size: int = 0,
@@ -77,23 +56,13 @@ class TorchLoop:
         self.precision = precision
         self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
-        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255.0
+        self.normalize = Inputs(device, channels_last)
+        self.score = Scorer(net, self.normalize, precision)
         self.world = dist.get_world_size() if dist.is_initialized() else 1
 
     @property
     def learning_rate(self) -> float:
         return self.schedule(max(1, self.optimizer.updates))
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC RGB -> float32 NCHW normalised with ImageNet mean/std (channels_last, or contiguous)."""
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        x = (x - self.mean) / self.std
-        return x if self.channels_last else x.contiguous()
-
-    def _autocast(self) -> Any:
-        dtype = self.precision.autocast
-        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _pixel_losses(self, outputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
         """(N, H, W) main + aux_weight x aux negative log-likelihood in float32, 0 on ignored pixels."""
@@ -116,7 +85,7 @@ class TorchLoop:
         self.optimizer.rescale_grad = 1.0 / self.global_batch
         x = self.normalize(images)
         labels = masks.to(self.device, non_blocking=True).long()
-        with self._autocast():
+        with self.precision.autocast_on(self.device):
             outputs = self.net(x)
         pixels = self._pixel_losses(outputs, labels)
         valid = (labels != IGNORE).sum().clamp(min=1)
@@ -185,14 +154,14 @@ class TorchLoop:
         self.net.eval()
         classes = self.num_classes
         counts = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
-        windows = SlidingWindows(self._score, self.crop_size, self.pixel_budget)
+        windows = SlidingWindows(self.score, self.crop_size, self.pixel_budget)
         try:
             for images, masks in batches:
                 if whole_images and self.crop_size and not windows.fits(images.shape[1], images.shape[2]):
                     predicted = [torch.from_numpy(windows.classes(image.numpy())) for image in images]
                     prediction = torch.stack(predicted).to(self.device).long()
                 else:
-                    with self._autocast():
+                    with self.precision.autocast_on(self.device):
                         prediction = self.net(self.normalize(images))[0].argmax(dim=1)
                 labels = masks.to(self.device, non_blocking=True).long()
                 valid = labels != IGNORE
@@ -204,9 +173,3 @@ class TorchLoop:
         matrix = ConfusionMatrix(classes)
         matrix.add_counts(counts.cpu().numpy())
         return matrix
-
-    def _score(self, image: np.ndarray) -> np.ndarray:
-        """An HxWx3 uint8 image -> [C, H, W] float32 class probabilities, in one pass."""
-        with self._autocast():
-            scores = self.net(self.normalize(torch.from_numpy(np.ascontiguousarray(image[np.newaxis]))))[0]
-        return scores.float().softmax(dim=1)[0].cpu().numpy()

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-OPTIMIZERS = ("sgd", "nag", "adam", "adagrad", "rmsprop")
+from semseg.contract.config import OPTIMIZERS
+
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 ADAGRAD_EPS = 1e-7
