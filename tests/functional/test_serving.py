@@ -174,6 +174,30 @@ def test_grayscale_rgba_and_palette_images_are_converted(app: App, mode: str) ->
     assert png_classes(response.body).shape == (24, 28)
 
 
+def test_a_16_bit_png_predicts_as_its_8_bit_version(app: App) -> None:
+    gray = photo(24, 28)[..., 0]
+    eight = call(app, "/invocations", encoded(Image.fromarray(gray), "PNG"), content_type="image/png")
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 257)  # 0..255 -> 0..65535: Pillow's conversion clipped it
+    wide = call(app, "/invocations", encoded(sixteen, "PNG"), content_type="image/png")
+    assert eight.status == wide.status == 200
+    np.testing.assert_array_equal(png_classes(wide.body), png_classes(eight.body))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_truncated_image_is_400_where_gluoncv_made_pillow_lenient(app: App, fmt: str) -> None:
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES, "GluonCV is imported here, and sets it"
+    whole = encoded(photo(64, 64), fmt)
+    response = call(app, "/invocations", whole[: len(whole) * 3 // 4], content_type=f"image/{fmt.lower()}")
+    assert response.status == 400 and "truncated" in response.text
+
+
+def test_formats_other_than_jpeg_and_png_are_415(app: App) -> None:
+    response = call(app, "/invocations", encoded(photo(24, 28), "TIFF"), content_type="image/png")
+    assert response.status == 415 and "only JPEG and PNG" in response.text
+
+
 def test_bad_requests_get_their_status_and_the_server_goes_on(app: App) -> None:
     jpeg = encoded(photo(30, 30))
     cases = [

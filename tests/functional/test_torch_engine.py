@@ -12,7 +12,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 import torch
-from gluoncv.model_zoo import FCN
 
 from semseg.contract.config import Config
 from semseg.engines.mxnet import optim
@@ -21,7 +20,6 @@ from semseg.engines.torch.convert import from_gluon, to_gluon
 from semseg.engines.torch.network import MXNetBatchNorm, SegmentationNet
 from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.fit.schedule import Schedule
-from tests.functional.test_model import evaluate_plain
 
 TORCH = {"SEMSEG_ENGINE": "torch"}
 
@@ -136,23 +134,6 @@ def test_schedules_are_mxnets(scheduler: str, extra: dict[str, str]) -> None:
         assert ours(update) == pytest.approx(reference(update), rel=1e-9, abs=1e-12), update
 
 
-def test_torch_job_writes_gluoncv_artifacts_that_reproduce_the_logged_miou(train_job) -> None:
-    run = train_job({"epochs": 2}, env=TORCH, images=4)
-    assert run.code == 0, run.failure
-    assert any("Exported" in m for m in run.messages)
-    assert run.model_files == {"model_algo-1", "model_best.params", "hyperparams.json", "model-symbol.json",
-                               "model-0000.params"}  # fmt: skip
-    mious = run.metric("validation:mIOU")
-    assert len(mious) == 2 and len(run.metric("train:loss")) == 2 and len(run.metric("train:throughput")) == 2
-    # the README's snippet: plain GluonCV, no code of ours; MXNet's float arithmetic is not PyTorch's, so
-    # a handful of pixels on a class boundary may flip
-    plain = FCN(nclass=3, backbone="resnet50", pretrained_base=False, crop_size=32)
-    plain.load_parameters(str(run.base / "model" / "model_algo-1"))
-    assert evaluate_plain(lambda x: plain(x)[0], run.base, 3, 32) == pytest.approx(mious[-1], abs=1e-3)
-    plain.load_parameters(str(run.base / "model" / "model_best.params"))
-    assert evaluate_plain(lambda x: plain(x)[0], run.base, 3, 32) == pytest.approx(max(mious), abs=1e-3)
-
-
 @pytest.mark.slow
 def test_models_seed_jobs_across_engines(tmp_path: Path, train_job) -> None:
     from semseg.example import make_job
@@ -168,18 +149,6 @@ def test_models_seed_jobs_across_engines(tmp_path: Path, train_job) -> None:
         assert second.code == 0, second.failure
         assert any(m.startswith("Incremental training: starting from") for m in second.messages)
         assert any(m.startswith("Loaded") and "model_best.params" in m for m in second.messages)
-
-
-@pytest.mark.slow
-def test_a_checkpoint_of_the_other_engine_is_skipped(tmp_path: Path, train_job) -> None:
-    from tests.functional.test_job_life import checkpointed_job
-
-    base = checkpointed_job(tmp_path, "job", epochs=1)
-    assert train_job(base=base).code == 0
-    run = train_job(base=base, env=TORCH)
-    assert run.code == 0, run.failure
-    assert any("Skipping checkpoint" in m and "made by the mxnet engine" in m for m in run.messages)
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["best.params", "best.pt", "epoch-0000"]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The learning rate of every optimizer update, without any framework: MXNet's PolyScheduler, CosineScheduler
-and MultiFactorScheduler (no warm-up) as pure functions of the update count, for the PyTorch engine.
+and MultiFactorScheduler (no warm-up) as pure functions of the update count: the PyTorch engine's schedule;
+the MXNet engine hands MXNet's own schedulers the same POLY_POWER (tested equal at every update).
 
 MXNet counts updates from 1 (the first update runs at `learning_rate(1)`); past `total` updates poly and
 cosine stay at their final value (0). Iterations per epoch come from Config.iterations_per_epoch.
