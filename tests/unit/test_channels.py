@@ -70,3 +70,16 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, caplog: pytes
         pairs = find_pairs(tmp_path / "train", tmp_path / "train_annotation")
     assert [p.image.name for p in pairs] == ["good.jpg"]
     assert "1 unreadable, empty or truncated image files" in caplog.text
+
+
+def test_an_image_and_its_twin_of_another_extension_are_one_sample(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image(tmp_path / "train" / "a.jpg")
+    image(tmp_path / "train" / "a.png")
+    image(tmp_path / "train_annotation" / "a.png", mode="L")
+    with caplog.at_level(logging.WARNING):
+        pairs = find_pairs(tmp_path / "train", tmp_path / "train_annotation")
+    assert [p.image.name for p in pairs] == ["a.jpg"]
+    assert "skipping 1 file(s) whose name differs from another's only in the extension" in caplog.text
+    assert f"{tmp_path / 'train' / 'a.png'} (uses a.jpg)" in caplog.text

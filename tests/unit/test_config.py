@@ -78,8 +78,9 @@ def test_bounds(name: str, inside: str, expected: object, outside: str) -> None:
 
 
 def test_fewer_training_samples_than_a_batch_is_reported_with_the_other_problems() -> None:
-    message = rejects("num_training_samples=3 is smaller than mini_batch_size=4", num_training_samples="3")
+    message = rejects("num_training_samples=3 is smaller than mini_batch_size=4", num_training_samples="3", epochs="0")
     assert "an epoch would have no iterations" in message
+    assert "epochs=0 is out of range" in message, "the other problem, in the same message"
     assert make(num_training_samples="4").iterations_per_epoch == 1
     assert make(num_training_samples="11", mini_batch_size="2").iterations_per_epoch == 5
 
@@ -201,6 +202,15 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_step_scheduler_needs_steps() -> None:
     rejects("lr_scheduler=step needs lr_scheduler_step", lr_scheduler="step")
+    message = rejects("lr_scheduler=step needs lr_scheduler_step", lr_scheduler="step", momentum="7")
+    assert "momentum=7.0 is out of range" in message
+
+
+def test_cross_field_checks_skip_fields_that_are_invalid_themselves() -> None:
+    message = rejects("mini_batch_size", num_training_samples="3", mini_batch_size="many")
+    assert "smaller than mini_batch_size" not in message, "no comparison with a default the user did not choose"
+    message = rejects("epochs", lr_scheduler="step", lr_scheduler_step="10, 20", epochs="zero")
+    assert "must list epochs between" not in message
 
 
 @pytest.mark.parametrize("steps", ["10, 20", "10,20", "[10, 20]", json.dumps("10, 20"), json.dumps([10, 20])])

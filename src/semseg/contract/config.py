@@ -108,8 +108,7 @@ class Config:
     def from_hyperparameters(cls, raw: Mapping[str, Any]) -> Config:
         """Validate the hyperparameters.json map; raise one ClientError listing every problem."""
         values, problems = _parse_all(raw)
-        if not problems:
-            problems = _cross_field_problems(values)
+        problems += _cross_field_problems(values, invalid={key for key in raw if key not in values})
         if problems:
             raise ClientError(
                 "Invalid hyperparameters: " + "; ".join(problems) + ". "
@@ -197,11 +196,12 @@ def _unknown_key(key: str) -> str:
     return f"unknown hyperparameter {key!r}{hint}; allowed: {', '.join(sorted(SPECS))}"
 
 
-def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
+def _cross_field_problems(values: Mapping[str, Any], invalid: set[str]) -> list[str]:
+    """The problems between fields, where every field they involve is valid (`invalid`: those reported already)."""
     problems: list[str] = []
     samples = values.get("num_training_samples")
     batch = values.get("mini_batch_size", Config.mini_batch_size)
-    if samples is not None and samples < batch:
+    if samples is not None and "mini_batch_size" not in invalid and samples < batch:
         problems.append(
             f"num_training_samples={samples} is smaller than mini_batch_size={batch}, so an epoch would have no "
             "iterations; set num_training_samples to the number of training images"
@@ -209,6 +209,8 @@ def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
     scheduler = values.get("lr_scheduler", Config.lr_scheduler)
     steps: tuple[int, ...] = values.get("lr_scheduler_step", ())
     epochs = values.get("epochs", Config.epochs)
+    if invalid & {"lr_scheduler", "lr_scheduler_step", "epochs"}:
+        return problems
     if scheduler == "step":
         if not steps:
             problems.append(

@@ -1,10 +1,11 @@
 """Find the image/mask pairs of a split in its two channels.
 
 Images (JPEG or PNG) in `<split>`, masks (PNG) in `<split>_annotation`, paired by relative path without
-extension, else by file stem when that is unique. Subfolders are walked. Files that are not images are
-skipped with a warning; unpaired files are counted and skipped. Each pair's headers are read (not the
-pixels; semseg.data.images.probe) so that a mask of the wrong mode or size fails now, naming the file, not hours
-into training.
+extension, else by file stem when that is unique. Two files whose paths differ only in the extension (a.jpg and
+a.png) are one sample: the first by name is used, the other skipped with a counted warning naming both.
+Subfolders are walked. Files that are not images are skipped with a warning; unpaired files are counted and
+skipped. Each pair's headers are read (not the pixels; semseg.data.images.probe) so that a mask of the wrong mode
+or size fails now, naming the file, not hours into training.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     skipped: list[Path] = []
     outside: list[Path] = []
+    twins: list[str] = []
     real_folder = folder.resolve()
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -79,8 +81,20 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
             if path.suffix.lower() not in suffixes:
                 skipped.append(path)
                 continue
-            found[str(path.relative_to(folder).with_suffix(""))] = path
+            key = str(path.relative_to(folder).with_suffix(""))
+            if key in found:  # a.jpg and a.png: the first by name is used, the other skipped
+                twins.append(f"{path} (uses {found[key].name})")
+                continue
+            found[key] = path
     _warn_unpaired(folder, "symbolic links that point out of the channel", outside)
+    if twins:
+        log.warning(
+            "Channel %s: skipping %d file(s) whose name differs from another's only in the extension (the first "
+            "by name is used), e.g. %s",
+            folder.name,
+            len(twins),
+            ", ".join(twins[:_SHOWN]),
+        )
     if skipped:
         log.warning(
             "Channel %s: skipping %d file(s) that are not %s images, e.g. %s is not readable image file",

@@ -30,7 +30,6 @@ import numpy as np
 from semseg.contract.cluster import Cluster
 from semseg.contract.errors import AlgorithmError
 from semseg.contract.files import write_text
-from semseg.contract.signals import StopSignal
 from semseg.distributed.hosts import resolve
 from semseg.distributed.peers import PeerWatch, watch_port
 from semseg.engines.mxnet.pslite import dmlc_env, roles
@@ -187,29 +186,6 @@ def broadcast_parameters(trainer: Any) -> None:
             param.set_data(param.data().copy())
     trainer._init_kvstore()
     trainer._init_params()
-
-
-class CollectiveStop:
-    """A stop request of any host, seen by all of them at the same call (each host calls it alike)."""
-
-    def __init__(self, local: StopSignal, server: ParameterServer) -> None:
-        self.local = local
-        self.server = server
-        self.by_peer = False
-
-    @property
-    def signum(self) -> int | None:
-        if self.local.signum is not None:
-            return self.local.signum
-        return signal.SIGTERM if self.by_peer else None
-
-    def __call__(self) -> bool:
-        requested = float(self.local())
-        stop = self.server.allreduce("stop", np.array([requested], np.float32))[0] > 0
-        if stop and not requested and not self.by_peer:
-            log.warning("Another host was asked to stop: stopping with it")
-            self.by_peer = True
-        return bool(stop)
 
 
 class DistributedLoop:

@@ -23,9 +23,10 @@ from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag
 from semseg.data.labels import IGNORE
 from semseg.data.pipeline import build_loaders
+from semseg.distributed.stop import CollectiveStop
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.devices import Devices, select_devices
-from semseg.engines.mxnet.exchange import CollectiveStop, DistributedLoop, ParameterServer, broadcast_parameters
+from semseg.engines.mxnet.exchange import DistributedLoop, ParameterServer, broadcast_parameters
 from semseg.engines.mxnet.loader import mxnet_loader
 from semseg.engines.mxnet.loop import Loop
 from semseg.engines.mxnet.loss import SegmentationLoss
@@ -68,7 +69,7 @@ def _fit(
     cluster = job.cluster
     seed_everything(options.seed)
     mx.random.seed(options.seed)
-    stop = CollectiveStop(local_stop, server) if server else local_stop
+    stop = CollectiveStop(local_stop, server.allreduce) if server else local_stop
     loaders = build_loaders(
         job, config, options.seed, options.workers_for(devices.gpu), mxnet_loader, pipe=options.pipe(local_stop),
         shard=(cluster.rank, cluster.size), agree_min=server and (lambda n: server.agree_min("batches", n)),
