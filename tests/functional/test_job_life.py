@@ -112,9 +112,13 @@ def test_corrupt_and_foreign_checkpoints_are_skipped(tmp_path: Path, train_job, 
 
     config = base / "input" / "config" / "hyperparameters.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "learning_rate": "0.02"}))
+    before = (base / "checkpoints" / "epoch-0000" / weights).read_bytes()
     run = train_job(base=base, env=env)
     assert run.code == 0, run.failure
     assert any("made with other hyperparameters (learning_rate)" in m for m in run.messages)
+    kept = sorted((base / "checkpoints").glob("previous-*"))
+    assert len(kept) == 2, "the corrupt checkpoint and the one of the old learning rate, both kept"
+    assert (kept[-1] / "epoch-0000" / weights).read_bytes() == before, "the old learning rate's, intact"
 
 
 def model_tar(model_dir: Path, target: Path) -> Path:
@@ -237,4 +241,44 @@ def test_a_checkpoint_of_the_other_engine_is_skipped(tmp_path: Path, train_job) 
     run = train_job(base=base, env={"SEMSEG_ENGINE": "torch"})
     assert run.code == 0, run.failure
     assert any("Skipping checkpoint" in m and "made by the mxnet engine" in m for m in run.messages)
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == ["best.params", "best.pt", "epoch-0000"]
+    names = sorted(p.name for p in (base / "checkpoints").iterdir())
+    assert names[:2] == ["best.pt", "epoch-0000"] and names[2].startswith("previous-") and len(names) == 3
+    kept = base / "checkpoints" / names[2]
+    assert sorted(p.name for p in kept.iterdir()) == ["best.params", "epoch-0000"], "the MXNet checkpoint, kept whole"
+    assert (kept / "epoch-0000" / "model.params").is_file()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rerun_that_trains_longer_resumes_and_keeps_what_it_did_not_write(
+    tmp_path: Path, train_job, engine: str
+) -> None:
+    """Users reuse a checkpoint folder across jobs: a rerun with more epochs continues from the checkpoint, its
+    schedule over the new total (the learning rates of an uninterrupted run of the new length); a rerun with
+    another setting leaves the old checkpoint intact beside its own."""
+    env = {"SEMSEG_ENGINE": engine}
+    whole = train_job(base=checkpointed_job(tmp_path, "whole", epochs=3), env=env)
+    assert whole.code == 0, whole.failure
+    base = checkpointed_job(tmp_path, "job", epochs=2)
+    assert train_job(base=base, env=env).code == 0
+    config = base / "input" / "config" / "hyperparameters.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "epochs": "3"}))
+    longer = train_job(base=base, env=env)
+    assert longer.code == 0, longer.failure
+    assert any("Resuming from checkpoint" in m and "epoch-0001" in m for m in longer.messages)
+    assert any("Training continues with epochs=3" in m for m in longer.messages)
+    assert len(longer.metric("validation:mIOU")) == 1, "epoch 2 only"
+
+    def epoch_2_rates(run) -> list[str]:
+        return [m.rsplit(" ", 1)[1] for m in run.messages if m.startswith("#progress_notice. epoch: 2,")]
+
+    assert epoch_2_rates(longer) == epoch_2_rates(whole) and len(epoch_2_rates(whole)) == 4
+    assert not list((base / "checkpoints").glob("previous-*")), "its own checkpoint, continued: nothing moved"
+
+    before = {p.name: p.read_bytes() for p in (base / "checkpoints" / "epoch-0002").iterdir()}
+    config.write_text(json.dumps({**json.loads(config.read_text()), "learning_rate": "0.002"}))
+    other = train_job(base=base, env=env)
+    assert other.code == 0, other.failure
+    assert len(other.metric("validation:mIOU")) == 3, "trained from the start"
+    (kept,) = (base / "checkpoints").glob("previous-*")
+    assert {p.name: p.read_bytes() for p in (kept / "epoch-0002").iterdir()} == before
+    assert (kept / CHECKPOINT_FILES[engine][1]).is_file(), "the old best weights kept with it"

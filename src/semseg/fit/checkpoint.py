@@ -4,6 +4,13 @@ Layout (SageMaker syncs the folder with S3), the same for every engine; the file
 (MXNet: model.params, trainer.states, best.params; PyTorch: model.pt, optimizer.pt, best.pt):
     epoch-0007/ <weights>, <optimizer state>, meta.json    the newest complete epoch (older ones removed)
     <best>                                                 weights of the best validation mIOU so far
+    previous-<UTC time>/                                   what another job left here, moved aside, never deleted
+
+A job never deletes a checkpoint it did not write: users reuse a checkpoint_s3_uri across jobs. A checkpoint
+whose hyperparameters differ only in how long to train (RESUMABLE_CHANGES: epochs, early_stopping*) is resumed,
+and training continues under the new values (the learning-rate schedule over the new total). A checkpoint of
+other hyperparameters, of the other engine, or that cannot be read is reported with what differs and moved
+aside into previous-<time>/ (with the best weights, when nothing is resumed) before this job writes its own.
 Each epoch folder is written as `.epoch-0007.tmp` and renamed when complete, and meta.json (written last)
 lists the sizes of the other files, so a folder that is half-written, truncated or from another
 configuration or another engine is recognised, reported and skipped. Resuming re-creates the same run: same weights,
@@ -17,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +35,9 @@ from semseg.fit.early_stopping import EarlyStopping
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "early_stopping", "early_stopping_min_epochs", "early_stopping_patience", "early_stopping_tolerance"}
+)
 
 
 class EngineState(Protocol):
@@ -82,42 +93,84 @@ class CheckpointStore:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def restore(self, state: EngineState) -> Resume | None:
-        """Load the newest valid checkpoint into `state`; None when there is none."""
+    def restore(self, state: EngineState, *, tidy: bool = True) -> Resume | None:
+        """Load the newest valid checkpoint into `state`; None when there is none. `tidy` (the one host that writes
+        checkpoints): move what is not this job's aside first (see the module's text)."""
         if not self.folder.is_dir():
             return None
+        resumed: Resume | None = None
+        foreign: list[Path] = []
         for candidate in sorted(self.folder.glob("epoch-*"), reverse=True):
             try:
-                meta = self._validate(candidate, state)
+                meta = self._validate(candidate, state, check_weights=resumed is None)
             except Exception as exc:  # noqa: BLE001  # any unreadable checkpoint is skipped, never fatal
                 log.warning("Skipping checkpoint %s: %s", candidate, str(exc).splitlines()[0] if str(exc) else exc)
+                foreign.append(candidate)
                 continue
-            state.load(candidate)
-            best = self.folder / state.best_file
-            log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
-            return Resume(
-                next_epoch=int(meta["epoch"]) + 1,
-                early_stopping=EarlyStopping.from_dict(meta["early_stopping"]),
-                best_params=best if best.is_file() else None,
-            )
-        return None
+            if resumed is None:
+                resumed = self._load(candidate, meta, state)
+        if resumed is None:
+            foreign += [path for path in self.folder.glob("best.*") if path.is_file()]
+        if tidy and foreign:
+            self._move_aside(foreign)
+        return resumed
 
-    def _validate(self, folder: Path, state: EngineState) -> dict[str, Any]:
+    def _changed(self, meta: dict[str, Any]) -> list[str]:
+        """The hyperparameters whose values differ between this job and the checkpoint's."""
+        theirs = meta.get("fingerprint", {})
+        return sorted(k for k in set(self.fingerprint) | set(theirs) if self.fingerprint.get(k) != theirs.get(k))
+
+    def _load(self, candidate: Path, meta: dict[str, Any], state: EngineState) -> Resume:
+        state.load(candidate)
+        best = self.folder / state.best_file
+        log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
+        changed = self._changed(meta)
+        if changed:
+            now = ", ".join(f"{key}={self.fingerprint.get(key, '(unset)')}" for key in changed)
+            log.info("Training continues with %s (the checkpoint's job had other values)", now)
+        return Resume(
+            next_epoch=int(meta["epoch"]) + 1,
+            early_stopping=EarlyStopping.from_dict(meta["early_stopping"]),
+            best_params=best if best.is_file() else None,
+        )
+
+    def _move_aside(self, paths: list[Path]) -> None:
+        """Keep another job's checkpoint files, out of this job's way, in previous-<UTC time>/."""
+        stamp = time.strftime("previous-%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.folder / stamp
+        for n in range(1, 1000):  # two jobs within a second: previous-<time>-1, ...
+            if not target.exists():
+                break
+            target = self.folder / f"{stamp}-{n}"
+        target.mkdir()
+        for path in paths:
+            os.replace(path, target / path.name)
+        log.warning(
+            "Moved %s aside to %s: they are not this job's checkpoint (nothing of them is deleted)",
+            ", ".join(sorted(path.name for path in paths)),
+            target,
+        )
+
+    def _validate(self, folder: Path, state: EngineState, *, check_weights: bool = True) -> dict[str, Any]:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"unknown checkpoint format {meta.get('format')!r}")
         engine = meta.get("engine", "mxnet")  # checkpoints from before the engine seam are MXNet's
         if engine != state.engine:
             raise ValueError(f"made by the {engine} engine; this job runs SEMSEG_ENGINE={state.engine}")
-        if meta.get("fingerprint") != self.fingerprint:
-            changed = sorted(
-                k
-                for k in set(self.fingerprint) | set(meta.get("fingerprint", {}))
-                if self.fingerprint.get(k) != meta.get("fingerprint", {}).get(k)
-            )
+        theirs = meta.get("fingerprint", {})
+        changed = sorted(k for k in set(self.fingerprint) | set(theirs) if self.fingerprint.get(k) != theirs.get(k))
+        if set(changed) - RESUMABLE_CHANGES:
             raise ValueError(f"made with other hyperparameters ({', '.join(changed)})")
+        if changed:
+            log.info(
+                "Checkpoint %s: resuming with changed %s",
+                folder,
+                ", ".join(f"{k}={self.fingerprint.get(k)}" for k in changed),
+            )
         for name, size in meta["sizes"].items():
             if (folder / name).stat().st_size != size:
                 raise ValueError(f"{name} is {(folder / name).stat().st_size} bytes, expected {size}")
-        state.check(folder)
+        if check_weights:
+            state.check(folder)
         return dict(meta)

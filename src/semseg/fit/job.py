@@ -6,6 +6,7 @@ artifacts at the end, also after a stop request. The engine hands over its part 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -106,12 +107,17 @@ def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], 
         return Start(None, 0, early_stopping)
     checkpoints = CheckpointStore(job.checkpoint_dir, config.to_hyperparameters())
     materialize()
-    restored = checkpoints.restore(state)
+    restored = checkpoints.restore(state, tidy=leader)
     if restored is None:
         return Start(checkpoints if leader else None, 0, early_stopping)
     if restored.best_params is not None and leader:
         restore_best(state, restored.best_params, job.paths.model_dir)
-    return Start(checkpoints if leader else None, restored.next_epoch, restored.early_stopping)
+    progress = restored.early_stopping  # the tracking of the checkpoint's run, under this job's settings
+    resumed = dataclasses.replace(
+        early_stopping, best=progress.best, best_epoch=progress.best_epoch,
+        epochs_without_improvement=progress.epochs_without_improvement,
+    )  # fmt: skip
+    return Start(checkpoints if leader else None, restored.next_epoch, resumed)
 
 
 def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start) -> FitResult:

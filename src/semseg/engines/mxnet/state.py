@@ -13,6 +13,7 @@ from semseg.contract.config import Config
 from semseg.contract.files import copy_file
 from semseg.engines.mxnet.files import export_symbol, save_params
 from semseg.engines.mxnet.network import load_weights
+from semseg.engines.mxnet.optim import lr_scheduler
 
 
 class MXNetState:
@@ -39,6 +40,8 @@ class MXNetState:
         contexts = list(next(iter(self.net.collect_params().values())).list_ctx())
         load_weights(self.net, folder / self.files[0], contexts, f"checkpoint {folder}")
         self.trainer.load_states(str(folder / self.files[1]))
+        # the states hold the optimizer with its schedule; a resumed job may train longer: this job's schedule
+        self.trainer._optimizer.lr_scheduler = lr_scheduler(self.config)
 
     def save_gluon(self, path: Path) -> None:
         save_params(self.net, path)
