@@ -1,7 +1,8 @@
 """The names of the files a job leaves in /opt/ml/model, and the one way this project writes a file.
 
-Every file is written to a temporary name beside its target and renamed onto it, so a stop or a crash
-never leaves a half-written artifact, checkpoint or failure file. Pure standard library: the CLI uses it
+Every file is written to a temporary name beside its target, flushed to the disk (fsync), and renamed onto it,
+and the folder's entry is flushed too, so a stop, a crash or a power loss leaves the old file or the new one,
+never a half-written artifact, checkpoint or failure file. Pure standard library: the CLI uses it
 before MXNet is loaded.
 """
 
@@ -20,11 +21,30 @@ WEIGHT_FILES = (BEST_PARAMS, FINAL_PARAMS)  # which weights of a model folder to
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` with a temporary path beside `path`, then rename it onto `path`."""
+    """Call `write(tmp)` with a temporary path beside `path`, flush it to the disk, then rename it onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
+    fsync(tmp)
     os.replace(tmp, path)
+    fsync(path.parent)
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file of a folder (not its subfolders), then the folder's entries."""
+    for path in folder.iterdir():
+        if path.is_file():
+            fsync(path)
+    fsync(folder)
 
 
 def write_text(path: Path, text: str) -> None:

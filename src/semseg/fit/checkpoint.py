@@ -11,7 +11,9 @@ whose hyperparameters differ only in how long to train (RESUMABLE_CHANGES: epoch
 and training continues under the new values (the learning-rate schedule over the new total). A checkpoint of
 other hyperparameters, of the other engine, or that cannot be read is reported with what differs and moved
 aside into previous-<time>/ (with the best weights, when nothing is resumed) before this job writes its own.
-Each epoch folder is written as `.epoch-0007.tmp` and renamed when complete, and meta.json (written last)
+Each epoch folder is written as `.epoch-0007.tmp`, flushed to the disk and renamed when complete, then the best
+weights are copied out of it when the epoch is the best (its meta.json says so, and resume repeats the copy, so a
+crash between the two steps leaves no best file that disagrees with the epoch); meta.json (written last)
 lists the sizes of the other files, so a folder that is half-written, truncated or from another
 configuration or another engine is recognised, reported and skipped. Resuming re-creates the same run: same weights,
 optimizer state and update count (so the same learning-rate schedule), same early-stopping state;
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from semseg.contract.files import copy_file
+from semseg.contract.files import copy_file, fsync, fsync_tree
 from semseg.fit.early_stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,6 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         state.save(tmp)
-        if is_best:
-            copy_file(tmp / state.files[0], self.folder / state.best_file)
         meta = {
             "format": FORMAT,
             "engine": state.engine,
@@ -84,10 +84,15 @@ class CheckpointStore:
             "fingerprint": self.fingerprint,
             "early_stopping": early_stopping.to_dict(),
             "sizes": {name: (tmp / name).stat().st_size for name in state.files},
+            "is_best": is_best,  # resume then re-copies the best file from here: it may have missed the copy below
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        fsync(self.folder)
+        if is_best:  # after the epoch is final: a crash between the two is repaired by `restore`
+            copy_file(final / state.files[0], self.folder / state.best_file)
         for old in self.folder.glob("epoch-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -108,7 +113,7 @@ class CheckpointStore:
                 foreign.append(candidate)
                 continue
             if resumed is None:
-                resumed = self._load(candidate, meta, state)
+                resumed = self._load(candidate, meta, state, tidy)
         if resumed is None:
             foreign += [path for path in self.folder.glob("best.*") if path.is_file()]
         if tidy and foreign:
@@ -120,9 +125,11 @@ class CheckpointStore:
         theirs = meta.get("fingerprint", {})
         return sorted(k for k in set(self.fingerprint) | set(theirs) if self.fingerprint.get(k) != theirs.get(k))
 
-    def _load(self, candidate: Path, meta: dict[str, Any], state: EngineState) -> Resume:
+    def _load(self, candidate: Path, meta: dict[str, Any], state: EngineState, tidy: bool) -> Resume:
         state.load(candidate)
         best = self.folder / state.best_file
+        if meta.get("is_best") and tidy:  # the best weights are this epoch's: the copy may not have happened
+            copy_file(candidate / state.files[0], best)
         log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
         changed = self._changed(meta)
         if changed:
