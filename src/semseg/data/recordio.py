@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
+from typing import Any
 
 MAGIC = 0xCED7230A
 LENGTH_MASK = (1 << 29) - 1
@@ -31,6 +32,14 @@ def frame(payload: bytes) -> bytes:
         raise ValueError(f"a RecordIO record holds at most {LENGTH_MASK} bytes, not {len(payload)}")
     padding = -len(payload) % 4
     return _HEADER.pack(MAGIC, len(payload)) + payload + b"\0" * padding
+
+
+def frame_parts(parts: list[Any]) -> bytes:
+    """One RecordIO record whose payload is `parts` (bytes-like) one after the other, in a single allocation."""
+    length = sum(len(part) for part in parts)
+    if length > LENGTH_MASK:
+        raise ValueError(f"a RecordIO record holds at most {LENGTH_MASK} bytes, not {length}")
+    return b"".join([_HEADER.pack(MAGIC, length), *parts, b"\0" * (-length % 4)])
 
 
 def read_records(read_exact: Callable[[int], bytes]) -> Iterator[bytes]:
