@@ -216,6 +216,17 @@ def test_bad_requests_get_their_status_and_the_server_goes_on(app: App) -> None:
     assert call(app, "/invocations", jpeg).status == 200
 
 
+def test_batch_transforms_larger_payload_is_honoured(app: App) -> None:
+    """SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB): a 7 MB body is over 6 MB, within 20 MB."""
+    body = b"x" * (7 * 1024 * 1024)
+    assert call(app, "/invocations", body).status == 413
+    larger = App(app.predictor, max_concurrent_transforms=2, max_payload_mb=20)
+    response = call(larger, "/invocations", body)
+    assert response.status == 400 and "not a readable image" in response.text, "read whole, then judged as an image"
+    params = json.loads(call(larger, "/execution-parameters", method="GET").body)
+    assert params["MaxPayloadInMB"] == 20
+
+
 def test_a_body_over_the_limit_is_413_without_reading_it(app: App) -> None:
     environ = {
         "PATH_INFO": "/invocations",

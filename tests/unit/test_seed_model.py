@@ -12,6 +12,7 @@ import pytest
 from semseg.contract import seed_model
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
+from semseg.contract.model_folder import read_model_folder
 from semseg.contract.seed_model import find_seed_model, safe_extract
 
 CONFIG = Config(num_classes=3, num_training_samples=4, crop_size=32)
@@ -64,6 +65,30 @@ def test_huge_archives_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         safe_extract(path, tmp_path / "out")
 
 
+def test_archives_are_checked_member_by_member_before_each_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seed_model, "MAX_MEMBERS", 3)
+    path = archive(tmp_path / "many.tar.gz", [(f"f{i}", b"x", {}) for i in range(5)])
+    with pytest.raises(ClientError, match="more than 3 members"):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "a refused archive leaves nothing"
+    monkeypatch.setattr(seed_model, "MAX_MEMBERS", 10_000)
+    monkeypatch.setattr(seed_model, "MAX_UNPACKED_BYTES", 1000)
+    opened: list[str] = []
+    original = tarfile.TarFile.extractfile
+
+    def extractfile(self: tarfile.TarFile, member: tarfile.TarInfo | str) -> object:
+        opened.append(member.name if isinstance(member, tarfile.TarInfo) else member)
+        return original(self, member)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", extractfile)
+    path = archive(tmp_path / "bomb.tar.gz", [("small", b"0" * 600, {}), ("bomb", b"0" * 600, {})])
+    with pytest.raises(ClientError, match="unpacks to 1,200 bytes"):
+        safe_extract(path, tmp_path / "out")
+    assert opened == ["small"], "the member over the limit was refused from its header, never inflated"
+
+
 def test_corrupt_archive_is_a_client_error(tmp_path: Path) -> None:
     path = tmp_path / "model.tar.gz"
     path.write_bytes(b"\x1f\x8b not really gzip")
@@ -109,3 +134,25 @@ def test_falls_back_to_model_algo_1_and_needs_hyperparams(tmp_path: Path) -> Non
         find_seed_model(channel, tmp_path / "work", CONFIG)
     (channel / "hyperparams.json").write_text(json.dumps(CONFIG.to_hyperparameters()))
     assert find_seed_model(channel, tmp_path / "work", CONFIG).weights.name == "model_algo-1"
+
+
+def test_a_model_folder_is_read_leniently_and_only_the_network_is_checked(tmp_path: Path) -> None:
+    """The managed algorithm's hyperparams.json has keys this image does not know, and JSON numbers and booleans."""
+    content = {"num_classes": 3, "algorithm": "psp", "backbone": "resnet-101", "crop_size": 240, "epochs": 10,
+               "use_pretrained_model": True, "_kvstore": "device", "learning_rate": 1e-05,
+               "some_internal": [1, 2]}  # fmt: skip
+    (tmp_path / "hyperparams.json").write_text(json.dumps(content))
+    (tmp_path / "model_best.params").write_bytes(b"weights")
+    model = read_model_folder(tmp_path, "the test model")
+    assert (model.config.num_classes, model.config.algorithm, model.config.backbone) == (3, "psp", "resnet-101")
+    assert model.config.crop_size == 240
+    for bad, words in (
+        ({"algorithm": "unet"}, "algorithm: 'unet' is not one of"),
+        ({"num_classes": None}, "no num_classes"),
+    ):
+        broken = {**content, **bad}
+        if bad.get("num_classes", 0) is None:
+            del broken["num_classes"]
+        (tmp_path / "hyperparams.json").write_text(json.dumps(broken))
+        with pytest.raises(ClientError, match=words):
+            read_model_folder(tmp_path, "the test model")

@@ -9,6 +9,7 @@ the settings that shape the network.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import shutil
 import tarfile
@@ -64,27 +65,49 @@ def _check_matches(seed: ModelFolder, config: Config) -> None:
 
 
 def safe_extract(archive: Path, destination: Path) -> None:
-    """Unpack regular files and folders of a tar archive into `destination`; refuse anything unsafe."""
+    """Unpack regular files and folders of a tar archive into `destination`; refuse anything unsafe.
+
+    Checked while reading, member by member, before each is inflated: the count, each path and link, and the sum
+    of the sizes the headers declare, so a bomb is refused before it fills the disk. Unpacked into a partial
+    folder renamed onto `destination` at the end: a refused archive leaves nothing.
+    """
+    partial = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
     try:
         with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            _check_members(archive, members)
-            destination.mkdir(parents=True, exist_ok=True)
-            for member in members:
-                target = destination / _clean_name(archive, member.name)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif member.isfile():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(member)
-                    if source is None:
-                        continue
-                    with source, open(target, "wb") as out:
-                        shutil.copyfileobj(source, out)
+            partial.mkdir(parents=True)
+            total = 0
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    raise ClientError(
+                        f"Model archive {archive} has more than {MAX_MEMBERS} members; a model has a handful: refused"
+                    )
+                name = _check_member(archive, member)
+                total += member.size if member.isfile() else 0
+                if total > MAX_UNPACKED_BYTES:
+                    raise ClientError(
+                        f"Model archive {archive} unpacks to {total:,} bytes, more than the limit of "
+                        f"{MAX_UNPACKED_BYTES:,}: refused"
+                    )
+                _extract(tar, member, partial / name)
+        os.replace(partial, destination)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ClientError(
             f"Model archive {archive} cannot be unpacked ({exc}). Provide an intact model.tar.gz."
         ) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    if member.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+    elif member.isfile():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        if source is not None:
+            with source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
 
 
 def _clean_name(archive: Path, name: str) -> str:
@@ -94,25 +117,17 @@ def _clean_name(archive: Path, name: str) -> str:
     return normal
 
 
-def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
-    if len(members) > MAX_MEMBERS:
-        raise ClientError(f"Model archive {archive} has {len(members)} members; a model has a handful: refused")
-    total = 0
-    for member in members:
-        name = _clean_name(archive, member.name)
-        if member.issym() or member.islnk():
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
-            if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
-                raise ClientError(
-                    f"Model archive {archive} has a link {member.name!r} -> {member.linkname!r} that points out of "
-                    "the archive: refused"
-                )
-            log.warning("Model archive %s: skipping link %s", archive, member.name)
-        elif not (member.isfile() or member.isdir()):
-            raise ClientError(f"Model archive {archive} has a special file {member.name!r}: refused")
-        total += member.size if member.isfile() else 0
-    if total > MAX_UNPACKED_BYTES:
-        raise ClientError(
-            f"Model archive {archive} unpacks to {total:,} bytes, more than the limit of "
-            f"{MAX_UNPACKED_BYTES:,}: refused"
-        )
+def _check_member(archive: Path, member: tarfile.TarInfo) -> str:
+    """The member's clean path; ClientError for an unsafe path, a link out of the archive or a special file."""
+    name = _clean_name(archive, member.name)
+    if member.issym() or member.islnk():
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+        if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            raise ClientError(
+                f"Model archive {archive} has a link {member.name!r} -> {member.linkname!r} that points out of "
+                "the archive: refused"
+            )
+        log.warning("Model archive %s: skipping link %s", archive, member.name)
+    elif not (member.isfile() or member.isdir()):
+        raise ClientError(f"Model archive {archive} has a special file {member.name!r}: refused")
+    return name

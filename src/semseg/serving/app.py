@@ -20,19 +20,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request and batch transform's MaxPayloadInMB
+MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request, and batch transform's default MaxPayloadInMB
 StartResponse = Callable[..., Any]
 
 
 class App:
     """GET /ping, GET /execution-parameters, POST /invocations."""
 
-    def __init__(self, predictor: Predictor, max_concurrent_transforms: int) -> None:
+    def __init__(
+        self, predictor: Predictor, max_concurrent_transforms: int, max_payload_mb: int = MAX_PAYLOAD_MB
+    ) -> None:
         self.predictor = predictor
+        self.max_payload_mb = max_payload_mb
         self.execution_parameters = {
             "MaxConcurrentTransforms": max_concurrent_transforms,
             "BatchStrategy": "SingleRecord",
-            "MaxPayloadInMB": MAX_PAYLOAD_MB,
+            "MaxPayloadInMB": max_payload_mb,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -58,16 +61,19 @@ class App:
     def invoke(self, environ: dict[str, Any]) -> tuple[bytes, str]:
         codecs.request_type(environ.get("CONTENT_TYPE"))
         accept = codecs.response_type(environ.get("HTTP_ACCEPT"))
-        image = codecs.decode_image(_read_body(environ))
+        image = codecs.decode_image(_read_body(environ, self.max_payload_mb))
         if accept == codecs.PNG:
             return codecs.encode_png(self.predictor.classes(image)), accept
         return codecs.encode_probabilities(self.predictor.probabilities(image)), accept
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
-    limit = MAX_PAYLOAD_MB * 1024 * 1024
+def _read_body(environ: dict[str, Any], max_payload_mb: int) -> bytes:
+    limit = max_payload_mb * 1024 * 1024
     length = environ.get("CONTENT_LENGTH") or ""
-    too_large = BadRequest(413, f"The request body is larger than {MAX_PAYLOAD_MB} MB")
+    too_large = BadRequest(
+        413,
+        f"The request body is larger than {max_payload_mb} MB (batch transform: raise MaxPayloadInMB, up to 100)",
+    )
     if length.isdigit() and int(length) > limit:
         raise too_large
     body: bytes = environ["wsgi.input"].read(int(length) if length.isdigit() else limit + 1)

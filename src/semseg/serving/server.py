@@ -24,7 +24,7 @@ from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import RunOptions, env_int
 from semseg.engines.gpus import Gpu, visible_gpus
 from semseg.engines.mxnet.devices import check_supported
-from semseg.serving.app import App
+from semseg.serving.app import MAX_PAYLOAD_MB, App
 from semseg.threads import recommended_threads
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
 GRACEFUL_TIMEOUT_S = 30
+MAX_PAYLOAD_LIMIT_MB = 100  # batch transform's largest MaxPayloadInMB
+_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloadInMB
 # One pass up to 1 Mpx: about 1 GB of CPU memory for ResNet-50 networks (a 12 Mpx pass took 10.9 GB).
 
 
@@ -43,6 +45,8 @@ class ServeSettings:
     gpus: int
     threads_per_worker: int  # OpenMP threads of each worker on the CPU
     pixel_budget: int  # SEMSEG_PIXEL_BUDGET: larger images are predicted window by window
+    max_payload_mb: int = MAX_PAYLOAD_MB  # SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB, <= 100)
+    max_concurrent_transforms: int = 1  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; default one per worker
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int) -> ServeSettings:
@@ -54,6 +58,10 @@ class ServeSettings:
             gpus=gpus,
             threads_per_worker=max(1, cores // workers),
             pixel_budget=pixel_budget,
+            max_payload_mb=min(
+                MAX_PAYLOAD_LIMIT_MB, max(1, env_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", MAX_PAYLOAD_MB))
+            ),
+            max_concurrent_transforms=max(1, env_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers)),
         )
 
 
@@ -122,7 +130,7 @@ class _Server(BaseApplication):
         from semseg.engines.mxnet.predict import load_predictor
 
         predictor = load_predictor(self.folder, self.device, self.settings.pixel_budget)
-        return App(predictor, self.settings.workers)
+        return App(predictor, self.settings.max_concurrent_transforms, self.settings.max_payload_mb)
 
     def _assign_device(self, server: Any, worker: Any) -> None:
         """In the parent, before a worker starts: the GPU no live worker holds (workers restart after faults)."""
