@@ -38,7 +38,7 @@ def test_torch_has_hopper_code_and_the_engine_is_torch(hopper_image: str) -> Non
     assert out["torch"].startswith("2.5.1") and out["cuda"] == "12.4" and out["mxnet"] == "1.9.1"
     assert "sm_90" in out["arches"] and out["engine"] == "torch"
     labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", hopper_image).stdout)
-    assert labels["com.semseg.flavour"] == "hopper" and labels["com.semseg.engines.mxnet.loop"] == "torch"
+    assert labels["com.semseg.flavour"] == "hopper" and labels["com.semseg.engine"] == "torch"
 
 
 def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_image: str, tmp_path: Path) -> None:
