@@ -21,7 +21,7 @@ from semseg.contract.options import RunOptions
 from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag
 from semseg.data.pipeline import build_loaders
-from semseg.engines.torch import files as artifacts_io
+from semseg.engines.torch import files
 from semseg.engines.torch.devices import plan_devices
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import torch_loader
@@ -110,9 +110,9 @@ def network(job: Job, config: Config, weights_root: Path) -> SegmentationNet:
     channel = job.channel("model")
     if channel is not None:
         with tempfile.TemporaryDirectory(prefix="semseg-seed-") as work:
-            artifacts_io.load_model_folder(net, find_seed_model(channel, Path(work), config))
+            files.load_model_folder(net, find_seed_model(channel, Path(work), config))
     elif config.use_pretrained_model:
-        artifacts_io.load_backbone(net, config, weights_root)
+        files.load_backbone(net, config, weights_root)
     return net
 
 
