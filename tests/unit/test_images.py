@@ -87,7 +87,11 @@ def test_masks_are_single_channel_8_bit_pngs_of_any_size() -> None:
 
 
 def test_probe_reads_a_file_without_decoding_it(tmp_path) -> None:
-    path = tmp_path / "big.png"
-    path.write_bytes(encoded(Image.new("1", (7000, 7000))))  # 49 Mpx in a few KB
+    data = encoded(Image.fromarray(picture(64, 64)))
+    start = data.index(b"IDAT") + 8  # the pixels' compressed stream, garbled; header and end marker intact
+    path = tmp_path / "garbled.png"
+    path.write_bytes(data[:start] + bytes(64) + data[start + 64 :])
     info = probe(path)
-    assert (info.format, info.width, info.height) == ("PNG", 7000, 7000)
+    assert (info.format, info.width, info.height) == ("PNG", 64, 64), "the header alone"
+    with pytest.raises(BadImage, match="corrupt|no readable image"):
+        decode_image(path.read_bytes())  # what decoding finds; probe never got that far
