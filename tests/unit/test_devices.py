@@ -86,6 +86,24 @@ def test_gpus_this_mxnet_cannot_use_are_a_client_error_unless_allowed(
     assert not devices.gpu and [c.device_type for c in devices.contexts] == ["cpu"]
 
 
+@pytest.mark.parametrize("nvidia_smi", ["missing", "failing"])
+def test_mxnet_is_asked_for_its_gpus_when_nvidia_smi_lists_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, nvidia_smi: str
+) -> None:
+    import mxnet as mx
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if nvidia_smi == "failing":
+        (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho 'Failed to initialize NVML' >&2\nexit 9\n")
+        (tmp_path / "nvidia-smi").chmod(0o755)
+    assert select_devices(CONFIG, OPTIONS).contexts == [mx.cpu()]  # the CPU build: MXNet counts none either
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)  # what the CUDA build answers on a host with two
+    with caplog.at_level("WARNING"):
+        devices = select_devices(CONFIG, OPTIONS)
+    assert devices.gpu and devices.contexts == [mx.gpu(0), mx.gpu(1)]
+    assert "nvidia-smi lists no GPU (missing, failed or timed out) but MXNet sees 2" in caplog.text
+
+
 def test_the_guard_comes_first_even_with_a_usable_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_nvidia_smi(tmp_path, monkeypatch, [H100])
     with pytest.raises(ClientError, match="compute capability 9.0"):

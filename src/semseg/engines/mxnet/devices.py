@@ -5,7 +5,9 @@ mxnet-cu117 1.9.1 carries GPU machine code for compute capability 5.0 to 8.6 and
 5.x to 8.x GPUs (8.9, the L4 and L40S, runs the 8.6 code) and on nothing of 9.0 or newer (H100, H200).
 The guard reads each visible GPU from nvidia-smi (mounted by the NVIDIA runtime) before any data or model
 work and ends the job with a ClientError where no GPU-less surprise should follow: a GPU without code in
-this build, or GPUs that the installed MXNet cannot use (the CPU image on a GPU instance).
+this build, or GPUs that the installed MXNet cannot use (the CPU image on a GPU instance). MXNet is asked for
+its GPUs too, so a GPU host whose nvidia-smi is missing, fails or times out still trains on its GPUs (MXNet's
+count decides) rather than silently on the CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ def check_supported(gpus: Sequence[Gpu]) -> None:
     )
 
 
+def mxnet_gpus() -> int:
+    """The GPUs MXNet itself can use (0 with the CPU build), asked whatever nvidia-smi said."""
+    import mxnet as mx
+
+    try:
+        return int(mx.context.num_gpus())
+    except mx.base.MXNetError as exc:  # the CUDA runtime fails to start (a driver fault)
+        log.warning("MXNet cannot count the GPUs: %s", str(exc).splitlines()[0])
+        return 0
+
+
 def select_devices(config: Config, options: RunOptions) -> Devices:
     """The training devices, after the guard."""
     import mxnet as mx
@@ -67,7 +80,13 @@ def select_devices(config: Config, options: RunOptions) -> Devices:
         return Devices(contexts, gpu=False)
     gpus = visible_gpus()
     check_supported(gpus)
-    usable = mx.context.num_gpus() if gpus else 0
+    usable = mxnet_gpus()
+    if usable and not gpus:
+        log.warning(
+            "nvidia-smi lists no GPU (missing, failed or timed out) but MXNet sees %d: training on them, without "
+            "the check of their compute capability", usable,
+        )  # fmt: skip
+        gpus = [Gpu(i, "(not listed by nvidia-smi)", None) for i in range(usable)]
     if gpus and not usable:
         message = (
             f"The driver lists {len(gpus)} GPU(s) ({gpus[0].describe()}) but this image's MXNet cannot use them "
