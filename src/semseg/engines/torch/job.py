@@ -19,7 +19,7 @@ from semseg.contract.config import Config
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.seed_model import find_seed_model
-from semseg.contract.signals import StopFlag
+from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
 from semseg.engines.torch import files
 from semseg.engines.torch.devices import plan_devices
@@ -50,11 +50,11 @@ def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
     if plan.processes == 1 or job.pipes:
         device = torch.device("cuda", 0) if plan.kind == "cuda" else torch.device("cpu")
         return train_process(job, config, options, stop, device, rank=0)
-    return launch(job, config, options, plan, train_process)
+    return launch(job, config, options, plan, train_process, stop)
 
 
 def train_process(
-    job: Job, config: Config, options: RunOptions, stop: StopFlag, device: torch.device, rank: int, processes: int = 1
+    job: Job, config: Config, options: RunOptions, stop: StopSignal, device: torch.device, rank: int, processes: int = 1
 ) -> FitResult:
     """The whole job in this process (or its share of it: `rank` of `processes`, DDP set up by the caller)."""
     seed_everything(options.seed)

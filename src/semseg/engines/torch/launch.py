@@ -1,25 +1,43 @@
 """Several training processes of the PyTorch engine on one host, started by PyTorch's own launcher (torch.distributed's
 elastic agent, what `torchrun --standalone` runs): one per GPU (or per SEMSEG_CPU_DEVICES slot, over gloo), each
 with DDP set up, each ending with an Outcome that the launcher's caller turns into the job's result or error.
+
+The agent runs in a thread, so this process keeps its own stop handling (the agent would otherwise install
+handlers that end the job as a failure and kill the workers 30 s later): a stop signal is passed on to every
+worker, and the workers stop together at the same iteration (a collective stop) and end as stopped. A second
+signal kills them at once. A worker that fails ends its process, so the agent ends the others within seconds
+(they would otherwise wait in a collective for the failed one until its timeout); each worker leaves its Outcome
+in a file, and a worker that ended without one (killed: out of memory, SIGKILL) is named by its signal.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import pickle
+import signal
+import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from semseg.contract.config import Config
-from semseg.contract.errors import AlgorithmError, ClientError, JobError, Stopped
+from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
+from semseg.contract.files import atomic_write
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
-from semseg.contract.signals import StopFlag
+from semseg.contract.signals import StopFlag, StopSignal
+from semseg.distributed.stop import CollectiveStop
 from semseg.engines.torch.devices import Plan
 from semseg.fit.loop import FitResult
 from semseg.logs import setup_logging
@@ -27,12 +45,18 @@ from semseg.logs import setup_logging
 log = logging.getLogger(__name__)
 
 # train_process(job, config, options, stop, device, rank, processes)
-Target = Callable[[Job, Config, RunOptions, StopFlag, torch.device, int, int], FitResult]
+Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, int, int], FitResult]
+POLL_SECONDS = 0.2
+KILLED = (
+    "Training process {rank} was killed by signal {signal} and could not report why. When the host runs out of "
+    "memory, the kernel kills the largest process this way: lower mini_batch_size, validation_mini_batch_size or "
+    "crop_size, or use an instance with more memory."
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a worker process hands back to the launcher: its result, or the error it ended with."""
+    """How a worker process ended: its result, or the error it ended with."""
 
     result: FitResult | None = None
     kind: str = ""
@@ -40,11 +64,23 @@ class Outcome:
     signum: int = 0
 
 
-def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target) -> FitResult:
+def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target, stop: StopFlag) -> FitResult:
     """`target` (the engine's train_process) in `plan.processes` processes; the first one's result."""
-
     log.info("Starting %d training processes (%s, torch.distributed %s)", plan.processes, plan.kind, plan.backend)
-    launch_config = LaunchConfig(
+    with tempfile.TemporaryDirectory(prefix="semseg-outcomes-") as folder:
+        outcomes = Path(folder)
+        launched = _Agent(_launch_config(plan), (job, config, options, plan, target, outcomes))
+        launched.start()
+        try:
+            launched.wait(stop)
+        except KeyboardInterrupt as again:  # a second stop signal: at once
+            _kill_workers(signal.SIGKILL)
+            raise ExitAtOnce(again) from None
+        return _result(_read_outcomes(outcomes, plan.processes), launched.failed)
+
+
+def _launch_config(plan: Plan) -> LaunchConfig:
+    return LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=plan.processes,
@@ -55,23 +91,87 @@ def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Ta
         monitor_interval=1,
         start_method="spawn",
     )
-    results = elastic_launch(launch_config, _worker)(job, config, options, plan, target)
-    outcomes = [results[rank] for rank in sorted(results)]
-    for outcome in outcomes:
+
+
+class _Agent(threading.Thread):
+    """torch's elastic agent in a thread (so it installs no signal handlers); what it raised, if anything."""
+
+    def __init__(self, config: LaunchConfig, args: tuple[object, ...]) -> None:
+        super().__init__(name="semseg-elastic-agent", daemon=True)
+        self.config, self.args = config, args
+        self.failed: ChildFailedError | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_not_the_thread_warning)
+        try:
+            elastic_launch(self.config, _worker)(*self.args)
+        except ChildFailedError as exc:
+            self.failed = exc
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = exc
+
+    def wait(self, stop: StopFlag) -> None:
+        """Until the workers end; a stop signal to this process is passed on to them once."""
+        passed_on = False
+        while self.is_alive():
+            self.join(POLL_SECONDS)
+            if stop.signum is not None and not passed_on:
+                _kill_workers(stop.signum)
+                passed_on = True
+        if self.error is not None:
+            raise self.error
+
+
+def _not_the_thread_warning(record: logging.LogRecord) -> bool:
+    """Drop the agent's lines that this module says better: the signals are handled here (above), and a failed
+    worker is reported by the job's error (the agent would log its exit's traceback, not the worker's)."""
+    message = str(record.msg)
+    return "running on a child thread" not in message and not message.startswith("failed (exitcode")
+
+
+def _kill_workers(signum: int) -> None:
+    for child in multiprocessing.active_children():  # the agent's spawned workers
+        try:
+            os.kill(child.pid or 0, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _read_outcomes(folder: Path, processes: int) -> dict[int, Outcome]:
+    found = {}
+    for rank in range(processes):
+        path = folder / f"{rank}.pickle"
+        if path.is_file():
+            found[rank] = pickle.loads(path.read_bytes())
+    return found
+
+
+def _result(outcomes: dict[int, Outcome], failed: ChildFailedError | None) -> FitResult:
+    """The job's result, or its error: a ClientError first (the cause; the others failed with it), then a stop,
+    then a process that was killed, then any other error."""
+    for outcome in outcomes.values():
         if outcome.kind == "ClientError":
             raise ClientError(outcome.message)
-    for outcome in outcomes:
+    for outcome in outcomes.values():
         if outcome.kind == "Stopped":
             raise Stopped(outcome.signum)
+    for failure in failed.failures.values() if failed else []:
+        if failure.local_rank not in outcomes:
+            name = failure.signal_name() if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+            raise AlgorithmError(KILLED.format(rank=failure.local_rank, signal=name))
+    for outcome in outcomes.values():
         if outcome.kind:
             raise AlgorithmError(outcome.message)
-    first = outcomes[0].result  # every process ends with the same result: fit's decisions follow global metrics
-    assert first is not None
-    return first
+    first = outcomes.get(0)
+    if first is None or first.result is None:
+        raise AlgorithmError(f"The training processes ended without a result: {failed or 'no outcome'}")
+    return first.result  # every process ends with the same result: fit's decisions follow global metrics
 
 
-def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target) -> Outcome:
-    """One process of a multi-process job (the launcher sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_*)."""
+def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target, outcomes: Path) -> None:
+    """One process of a multi-process job (the launcher sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_*). It leaves its
+    Outcome in `outcomes`; a failed one then ends its process with an error, so the agent ends the others."""
     rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     setup_logging(logging.INFO if rank == 0 else logging.WARNING)  # the first process speaks for the job
     device = torch.device("cuda", local) if plan.kind == "cuda" else torch.device("cpu")
@@ -80,16 +180,31 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
     else:  # the processes share the cores
         torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
     dist.init_process_group(plan.backend)
-    stop = StopFlag()
+    local_stop = StopFlag()
+    with local_stop.installed():
+        stop = CollectiveStop(local_stop, partial(_all_reduce, device))  # all stop at the same iteration
+        outcome = _run(target, (job, config, options, stop, device, rank, plan.processes))
+        atomic_write(outcomes / f"{rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))
+    if outcome.kind not in ("", "Stopped"):
+        raise SystemExit(1)  # without tearing down the process group: the others may be waiting in it
+    dist.destroy_process_group()
+
+
+def _run(target: Target, args: tuple) -> Outcome:
+    rank = args[5]
     try:
-        with stop.installed():
-            return Outcome(target(job, config, options, stop, device, rank, plan.processes))
+        return Outcome(target(*args))
     except Stopped as exc:
         return Outcome(None, "Stopped", str(exc), exc.signum)
     except JobError as exc:
         return Outcome(None, type(exc).__name__, exc.message)
     except Exception as exc:  # reported by the launcher's caller as an AlgorithmError
-        log.exception("Training process %d failed", rank)
+        log.warning("Training process %d failed", rank, exc_info=True)
         return Outcome(None, "AlgorithmError", f"Training process {rank} failed: {type(exc).__name__}: {exc}")
-    finally:
-        dist.destroy_process_group()
+
+
+def _all_reduce(device: torch.device, name: str, values: np.ndarray) -> np.ndarray:
+    """The sum of `values` over the processes (one small collective)."""
+    tensor = torch.from_numpy(values).to(device)
+    dist.all_reduce(tensor)
+    return tensor.cpu().numpy()
