@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from semseg import __version__
 from semseg.contract.config import Config, defaults
+from semseg.contract.earlier import set_aside_earlier_outputs
 from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
 from semseg.contract.files import write_text
 from semseg.contract.job import JobPaths, environ_summary, load_job
@@ -32,6 +33,7 @@ log = logging.getLogger("semseg")
 EXIT_OK = 0
 EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
+WATCH_ENV = "SEMSEG_WATCH"  # "false": train in this process, without the watching parent
 EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
 USAGE = (
     "usage: train [train | serve]\n"
@@ -124,6 +126,7 @@ def guarded(paths: JobPaths, action: Callable[[], object]) -> int:
 def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     log.info("semseg %s, base folder %s", __version__, paths.base_dir)
     log.info("Environment: %s", environ_summary(environ))
+    set_aside_earlier_outputs(paths)
     job = load_job(paths)
     log.info("Reading default configuration: %s", json.dumps(defaults(), sort_keys=True))
     log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
@@ -153,7 +156,17 @@ def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) ->
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: `train` runs in a child process that this one watches (semseg.watch)."""
+    if sys.argv[1:] in ([], ["train"]) and os.environ.get(WATCH_ENV, "true").lower() != "false":
+        from semseg.watch import watched
+
+        setup_logging()
+        paths = JobPaths.from_environ(os.environ)
+        sys.exit(watched(_run, paths.failure_file, paths.model_dir))
+    _run()
+
+
+def _run() -> None:
     code, at_once = _main(None, None)
     if at_once:  # a multi-host job failed here: skip MXNet's kvstore teardown, which would hang
         logging.shutdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ FINAL_PARAMS = "model_algo-1"  # Gluon parameters at the end of training
 BEST_PARAMS = "model_best.params"  # Gluon parameters of the best validation mIOU (what hosting loads)
 HYPERPARAMS = "hyperparams.json"  # the final configuration
 EXPORT_PREFIX = "model"  # model-symbol.json + model-0000.params
+PREVIOUS = "previous-"  # what an earlier job left in a reused folder, moved aside: previous-<UTC time>/
 WEIGHT_FILES = (BEST_PARAMS, FINAL_PARAMS)  # which weights of a model folder to load, in order of preference
 
 
@@ -53,3 +55,19 @@ def write_text(path: Path, text: str) -> None:
 
 def copy_file(source: Path, target: Path) -> None:
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def move_aside(folder: Path, paths: list[Path]) -> Path:
+    """Move `paths` (in `folder`) into a new folder `folder`/previous-<UTC time>/ (nothing is deleted); return it."""
+    stamp = time.strftime(f"{PREVIOUS}%Y%m%dT%H%M%SZ", time.gmtime())
+    target = folder / stamp
+    for n in range(1, 1000):  # two jobs within a second: previous-<time>-1, ...
+        if not target.exists():
+            break
+        target = folder / f"{stamp}-{n}"
+    target.mkdir()
+    for path in paths:
+        os.replace(path, target / path.name)
+    fsync(target)
+    fsync(folder)
+    return target

@@ -26,12 +26,11 @@ import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from semseg.contract.files import copy_file, fsync, fsync_tree
+from semseg.contract.files import copy_file, fsync, fsync_tree, move_aside
 from semseg.fit.early_stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -143,15 +142,7 @@ class CheckpointStore:
 
     def _move_aside(self, paths: list[Path]) -> None:
         """Keep another job's checkpoint files, out of this job's way, in previous-<UTC time>/."""
-        stamp = time.strftime("previous-%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.folder / stamp
-        for n in range(1, 1000):  # two jobs within a second: previous-<time>-1, ...
-            if not target.exists():
-                break
-            target = self.folder / f"{stamp}-{n}"
-        target.mkdir()
-        for path in paths:
-            os.replace(path, target / path.name)
+        target = move_aside(self.folder, paths)
         log.warning(
             "Moved %s aside to %s: they are not this job's checkpoint (nothing of them is deleted)",
             ", ".join(sorted(path.name for path in paths)),
