@@ -9,8 +9,10 @@ saving checkpoint and artifacts. The failure file gets `ClientError: ...` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -75,11 +77,22 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> tupl
             at_once = True
             raise ended.cause from None
 
-    with StopFlag().installed() as stop:
+    with StopFlag(at_once=_end_at_once).installed() as stop:
         code = guarded(paths, train_job)
     if code == EXIT_OK:
         log.info("Training job completed")
     return code, at_once
+
+
+def _end_at_once(signum: int) -> None:
+    """A second stop signal: end now, with the processes this one started (data loaders, torch's workers). Files
+    being written are lost; every earlier file is intact (each write is atomic)."""
+    log.warning("Stopped at once by a second stop signal (%d)", signum)
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid or 0, signal.SIGKILL)
+    logging.shutdown()
+    os._exit(EXIT_STOPPED_BASE + signum)
 
 
 def _serve(paths: JobPaths, environ: Mapping[str, str]) -> int:

@@ -1,5 +1,5 @@
-"""A job's life on both engines, one parametrised module: the artifacts and the best weights, SIGTERM, checkpoints
-and resume, early stopping, incremental training, divergence."""
+"""A job's life on both engines, one parametrised module: the artifacts and the best weights, checkpoints and
+resume, early stopping, incremental training, divergence. Signals, kills and failures: test_faults."""
 
 from __future__ import annotations
 
@@ -57,23 +57,6 @@ def checkpointed_job(tmp_path: Path, name: str, epochs: int = 4) -> Path:
     )
     (base / "checkpoints").mkdir()
     return base
-
-
-@pytest.mark.parametrize("engine, best", [("mxnet", "best.params"), ("torch", "best.pt")])
-def test_sigterm_mid_epoch_saves_and_exits_within_the_grace_period(tmp_path: Path, engine: str, best: str) -> None:
-    base = checkpointed_job(tmp_path, "job")
-    proc = start_training(base, engine)
-    wait_for(proc, "epoch: 1, validation mIOU")
-    wait_for(proc, "#progress_notice. epoch: 2, iterations: 1 ")
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=GRACE_SECONDS)
-    assert time.monotonic() - sent < GRACE_SECONDS
-    assert proc.returncode == 128 + signal.SIGTERM, out
-    assert "Training stopped by signal 15" in out
-    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (base / "model").iterdir()}
-    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == [best, "epoch-0001"]
-    assert not (base / "output" / "failure").exists()
 
 
 @pytest.mark.parametrize("engine", ["mxnet", "torch"])

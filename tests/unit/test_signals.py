@@ -23,3 +23,14 @@ def test_previous_handlers_are_restored() -> None:
     with StopFlag().installed():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_signal_calls_at_once_with_it() -> None:
+    ended: list[int] = []
+    stop = StopFlag(at_once=ended.append)
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert not ended
+        with pytest.raises(KeyboardInterrupt):  # where at_once returns (it ends the process in the CLI)
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert ended == [signal.SIGTERM]

@@ -1,7 +1,8 @@
 """Stop requests: SIGTERM (StopTrainingJob, spot interruption; SIGKILL follows after 120 s) and SIGINT.
 
 The first signal sets a flag that the training loop checks after every iteration (a safe point); the job
-then saves its checkpoint and artifacts and ends. A second signal stops at once.
+then saves its checkpoint and artifacts and ends. A second signal stops at once: `at_once` ends the process
+(the CLI's), else a KeyboardInterrupt is raised.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Protocol
 
@@ -28,14 +29,17 @@ class StopSignal(Protocol):
 class StopFlag:
     """Set by a signal handler; read by the loop. `signum` is the first signal received."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: Callable[[int], None] | None = None) -> None:
         self.signum: int | None = None
+        self.at_once = at_once  # ends the process on a second signal; without it, KeyboardInterrupt is raised
 
     def __call__(self) -> bool:
         return self.signum is not None
 
     def request(self, signum: int) -> None:
         if self.signum is not None:
+            if self.at_once is not None:  # an exception raised here could land in a __del__ and be ignored
+                self.at_once(signum)
             raise KeyboardInterrupt(f"second stop signal {signum}: stopping at once")
         self.signum = signum
         log.warning("Received signal %d: stopping at the next safe point, then saving", signum)
