@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semseg.data.recordio import read_records
 from semseg.example import make_job
 from tests.functional.test_job_life import GRACE_SECONDS, model_tar, start_training, wait_for
 from tests.pipes import PipeWriter, frame, manifest_records, to_pipe_mode
@@ -81,7 +84,12 @@ def test_pipe_train_with_file_validation_and_a_label_map(tmp_path: Path, train_j
     with writers(base, streams):
         run = train_job(base=base, env=FAST)
     assert run.code == 2
-    assert "record 13 of channel 'train' (FIFO" in run.failure and "pixel values [2]" in run.failure, run.failure
+    found = re.search(r"record (\d+) of channel 'train' \(FIFO [^)]*train_0\)", run.failure)
+    assert found and "pixel values [2]" in run.failure, run.failure
+    record = int(found.group(1))  # which one comes first follows the shuffle: check that it is a mask with a 2
+    assert record % 2 == 1, "image, mask, image, mask, ...: masks are the odd records"
+    mask = np.array(Image.open(io.BytesIO(_payloads(streams["train"])[record])))
+    assert 2 in mask and not set(np.unique(mask)) - {0, 1, 2, 255}
 
     (label_map / "train_label_map.json").write_text(json.dumps({"map": {"0": 0, "1": 1, "2": 2}}))
     with writers(base, streams):
@@ -113,7 +121,6 @@ BAD_STREAMS: dict[str, tuple[Callable[[list[bytes]], bytes], str]] = {
     "wrong magic": (lambda r: b"".join(r[:3]) + struct.pack("<I", 0x12345678) + r[3][4:], "record 3 is not a RecordIO"),
     "truncated record": (lambda r: b"".join(r[:5]) + r[5][:40], "record 5 is not a RecordIO record: the stream ends"),
     "odd number of records": (lambda r: b"".join(r[:7]), "record 6 is an image without its mask"),
-    "no image": (lambda r: b"".join(r[:2]) + frame(b"not an image at all") + b"".join(r[3:]), "record 2 is no image"),
     "RGB mask": (
         lambda r: b"".join(r[:3]) + frame(png(np.zeros((32, 32, 3), np.uint8))) + b"".join(r[4:]),
         "record 3 is a PNG image of mode RGB, not a single-channel 8-bit PNG",
@@ -124,6 +131,44 @@ BAD_STREAMS: dict[str, tuple[Callable[[list[bytes]], bytes], str]] = {
         "record 5 is a 32x16 mask, but its image (record 4) is 32x32",
     ),
 }
+
+
+def _payloads(stream: bytes) -> list[bytes]:
+    return list(read_records(io.BytesIO(stream).read))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` RGB pixels in its header (and holds none): what a reader sees
+    before it decodes, e.g. of a 20000 x 20000 aerial image."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def jpeg(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_images_file_mode_would_skip_are_skipped_and_counted_by_record(tmp_path: Path, train_job) -> None:
+    """The same limits as File mode, from each image's header (a 20000 x 20000 image is not decoded)."""
+    base, _ = job(tmp_path, "skips", ("train",), num_training_samples=8)
+    records = _records(base)
+    records[2] = frame(b"not an image at all")
+    records[6] = frame(jpeg(4))  # under 8 px on a side
+    records[10] = frame(png_header(20000, 20000))  # 400 Mpx, over 64
+    with writers(base, {"train": b"".join(records)}):
+        run = train_job(base=base, env=FAST)
+    assert run.code == 0, run.failure
+    fifo = base / "input" / "data" / "train_0"
+    [skipped] = [m for m in run.messages if m.startswith(f"Channel 'train', Pipe-mode FIFO {fifo}: skipped 3 pair")]
+    assert "record 2 is no readable image" in skipped and "record 6 is 4x4, smaller than 8 pixels" in skipped
+    assert "record 10 has 20000x20000 pixels, more than" in skipped or "record 10 is too large" in skipped
+    assert any("num_training_samples=8" in m and "streamed 5 pairs" in m for m in run.messages)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_STREAMS))

@@ -3,10 +3,12 @@
 SageMaker makes FIFO `<channel>_<n>` for the n-th pass over a Pipe-mode channel (n counts from 0 in every
 container, also after a checkpoint restart) and writes the manifest's attributes as RecordIO records:
 image, mask, image, mask, ... A reader thread reads the FIFO and pairs the records (bad framing fails at
-its record, naming it); the consumer shuffles through a bounded buffer and hands batches of encoded pairs
-to the engine's DataLoader, whose workers check, decode and augment them as in File mode (a bad image or
-mask fails there, naming its record). The main process, which also drives the GPU, only moves bytes.
-Nothing holds more than the shuffle buffer plus the DataLoader's prefetch of the channel.
+its record, naming it); a pair whose image File mode would skip (unreadable, truncated, not JPEG or PNG, under
+8 px or over 64 Mpx: from its header, nothing decoded) is skipped and counted by record number. The consumer
+shuffles through a bounded buffer and hands batches of encoded pairs to the engine's DataLoader, whose workers
+decode, check and augment them as in File mode (a bad mask fails there, naming its record). The main process,
+which also drives the GPU, only moves bytes. Nothing holds more than the shuffle buffer plus the DataLoader's
+prefetch of the channel.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from semseg.contract.errors import ClientError
 from semseg.data.dataset import prepare
 from semseg.data.fifo import Fifo, FifoStopped, PipeSettings
-from semseg.data.images import BadImage, decode_image, decode_mask
+from semseg.data.images import BadImage, decode_image, decode_mask, probe
 from semseg.data.labels import LabelMap
 from semseg.data.recordio import FramingError, read_records
 from semseg.data.samplers import batches, epoch_rng, sample_seeds
@@ -32,6 +34,7 @@ from semseg.data.transforms import Transform
 log = logging.getLogger(__name__)
 
 _QUEUE_PAIRS = 32  # read ahead of the consumer
+_SHOWN = 5  # skipped records named in the warning
 
 # image, mask (encoded), sample seed, the image's record index, channel, FIFO
 StreamKey = tuple[bytes, bytes, int, int, str, str]
@@ -137,6 +140,7 @@ class PipeBatches:
                 if len(batch) < self.batch_size and (self.drop_last or reader.stopped):
                     break
                 yield batch
+            _report_skipped(self.channel, path, reader.skipped)
             if not reader.stopped:
                 self._check_count(path, reader.count)
         finally:
@@ -189,6 +193,7 @@ class _Reader:
         self.settings = settings
         self.count = 0
         self.stopped = False
+        self.skipped: list[tuple[int, str]] = []  # (record, why): images File mode would skip too
         self._queue: queue.Queue[_Pair | _End | Exception] = queue.Queue(_QUEUE_PAIRS)
         self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pipe-{path.name}", daemon=True)
@@ -244,8 +249,12 @@ class _Reader:
                     if image is None:
                         image = record
                         continue
-                    self._put(_Pair(image, record, index - 1))
-                    pairs += 1
+                    problem = _unusable(image)
+                    if problem:
+                        self.skipped.append((index - 1, problem))
+                    else:
+                        self._put(_Pair(image, record, index - 1))
+                        pairs += 1
                     image = None
             except FramingError as exc:
                 raise self._error(index + 1, f"is not a RecordIO record: {exc}") from None
@@ -260,3 +269,21 @@ class _Reader:
 
     def _error(self, index: int, what: str) -> ClientError:
         return stream_error(self.channel, str(self.path), index, what)
+
+
+def _unusable(image: bytes) -> str:
+    """Why File mode would skip this image (from its header: nothing is decoded), or ""."""
+    try:
+        probe(image)
+    except BadImage as exc:
+        return str(exc)
+    return ""
+
+
+def _report_skipped(channel: str, path: Path, skipped: list[tuple[int, str]]) -> None:
+    if skipped:
+        shown = "; ".join(f"record {record} {why}" for record, why in skipped[:_SHOWN])
+        log.warning(
+            "Channel %r, Pipe-mode FIFO %s: skipped %d pair(s) whose image cannot be used (as File mode skips "
+            "such files): %s%s", channel, path, len(skipped), shown, "; ..." if len(skipped) > _SHOWN else "",
+        )  # fmt: skip
