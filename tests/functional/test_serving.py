@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from PIL import Image
 
 from semseg.cli import EXIT_CLIENT_ERROR, main
 from semseg.contract.model_folder import ModelFolder, read_model_folder
+from semseg.data.recordio import LENGTH_MASK
 from semseg.engines.mxnet.network import load_model
 from semseg.engines.mxnet.predict import Predictor, Scorer, normalize, window_starts
 from semseg.example import make_job
@@ -249,10 +253,33 @@ def test_an_image_over_64_mpx_is_413(app: App, side: int, words: str) -> None:
     assert response.status == 413 and words in response.text
 
 
+class CountingPredictor(Predictor):
+    calls = 0
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return super().probabilities(image)
+
+
+def test_probabilities_over_a_recordio_record_are_413_before_any_prediction(model: ModelFolder) -> None:
+    """7000 x 7000 pixels x 3 classes of float32 is 588 MB, over a record's 512 MiB: refused from the image's size
+    (predicting it would take minutes and gigabytes), with the largest image that can be answered."""
+    predictor = CountingPredictor(load_model(model, [mx.cpu()]), mx.cpu(), CROP, 10**6)
+    app = App(predictor, max_concurrent_transforms=1)
+    body = encoded(Image.new("1", (7000, 7000)), "PNG")
+    response = call(app, "/invocations", body, content_type="image/png", accept="application/x-recordio-protobuf")
+    assert response.status == 413 and "Ask for Accept: image/png" in response.text
+    assert f"send an image of at most {(LENGTH_MASK - 1024) // (4 * 3):,} pixels" in response.text
+    assert predictor.calls == 0
+    assert call(app, "/invocations", encoded(photo(30, 30)), accept="application/x-recordio-protobuf").status == 200
+    assert predictor.calls == 1
+
+
 def test_an_internal_fault_is_a_500_with_its_message(model: ModelFolder, caplog: pytest.LogCaptureFixture) -> None:
-    """A predictor on a GPU this machine lacks: MXNet fails inside the request, the worker answers on."""
+    """A predictor on a GPU no machine has (number 99; with or without GPUs): MXNet fails inside the request, the
+    worker answers on."""
     net = load_model(model, [mx.cpu()])
-    broken = App(Predictor(net, mx.gpu(0), CROP, 10**6), max_concurrent_transforms=1)
+    broken = App(Predictor(net, mx.gpu(99), CROP, 10**6), max_concurrent_transforms=1)
     response = call(broken, "/invocations", encoded(photo(30, 30)))
     assert response.status == 500 and response.text.startswith("Internal error: MXNetError")
     assert "Traceback" in caplog.text and "Request to /invocations failed" in caplog.text
@@ -304,6 +331,32 @@ def test_serve_with_weights_missing_exits_naming_them(model: ModelFolder, tmp_pa
     (tmp_path / "model" / "hyperparams.json").write_bytes((model.path / "hyperparams.json").read_bytes())
     assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
     assert "model_best.params nor model_algo-1" in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["truncated", "other network"])
+def test_serve_with_weights_that_do_not_load_exits_2_before_any_worker(
+    model: ModelFolder, tmp_path: Path, fault: str
+) -> None:
+    """Checked by the parent before gunicorn starts: exit 2 and a ClientError naming the file, not workers failing
+    to boot (gunicorn's exit 3) or a traceback."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    hyperparams = json.loads((model.path / "hyperparams.json").read_text())
+    weights = (model.path / "model_best.params").read_bytes()
+    if fault == "truncated":
+        weights = weights[: len(weights) // 2]
+    if fault == "other network":
+        hyperparams["num_classes"] = "5"
+    (folder / "hyperparams.json").write_text(json.dumps(hyperparams))
+    (folder / "model_best.params").write_bytes(weights)
+    done = subprocess.run(
+        [sys.executable, "-m", "semseg", "serve"],
+        env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_BIND_TO_PORT": "0"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == EXIT_CLIENT_ERROR, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"ClientError: The weights of the model in {folder} ({folder / 'model_best.params'})" in done.stdout
+    assert "Booting worker" not in done.stdout + done.stderr
 
 
 def test_the_traced_graph_follows_the_image_size(model: ModelFolder) -> None:

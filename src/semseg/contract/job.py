@@ -102,6 +102,8 @@ def read_json_file(path: Path, what: str) -> Any:
         raise ClientError(f"{what} {path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClientError(f"{what} {path} is not valid JSON: {exc}. Write it as a JSON object.") from None
+    except OSError as exc:
+        raise ClientError(f"{what} {path} cannot be read: {exc.strerror}. Make it readable.") from None
 
 
 def load_job(paths: JobPaths) -> Job:

@@ -64,6 +64,7 @@ class App:
         image = codecs.decode_image(_read_body(environ, self.max_payload_mb))
         if accept == codecs.PNG:
             return codecs.encode_png(self.predictor.classes(image)), accept
+        codecs.check_probabilities_fit(self.predictor.num_classes, *image.shape[:2])  # before the work
         return codecs.encode_probabilities(self.predictor.probabilities(image)), accept
 
 

@@ -85,16 +85,10 @@ def encode_probabilities(probabilities: np.ndarray) -> bytes:
     server holds the probabilities and one response, never a list of Python floats (~6 GB for 12 Mpx and 21
     classes). A RecordIO record holds at most 512 MiB: a larger answer is a 413 that says to ask for the PNG.
     """
+    check_probabilities_fit(*probabilities.shape)
     values = np.ascontiguousarray(probabilities, dtype="<f4")
     size = values.nbytes
     shape = (1, *values.shape)
-    if size > LENGTH_MASK - 1024:
-        raise BadRequest(
-            413,
-            f"The probabilities of this image are {size:,} bytes ({shape[1]} classes x {shape[2]}x{shape[3]} "
-            f"pixels), more than one RecordIO record holds ({LENGTH_MASK:,} bytes). Ask for Accept: image/png "
-            "(the class ids), or send a smaller image.",
-        )
     dims = b"".join(_varint(d) for d in shape)
     tensor = [_field(1, size), values.reshape(-1).view(np.uint8), _field(3, len(dims)), dims]  # Float32Tensor
     value = [_field(2, _length(tensor)), *tensor]  # Value.float32_tensor
@@ -103,6 +97,20 @@ def encode_probabilities(probabilities: np.ndarray) -> bytes:
     shape_value = _field(7, len(int32)) + int32  # Value.int32_tensor
     shape_entry = _field(1, 5) + b"shape" + _field(2, len(shape_value)) + shape_value
     return frame_parts([_field(1, _length(target)), *target, _field(1, len(shape_entry)), shape_entry])
+
+
+def check_probabilities_fit(classes: int, height: int, width: int) -> None:
+    """A 413 when the probabilities of an image this size cannot be answered (asked before predicting). RecordIO's
+    record length has 29 bits, and its split records cannot carry arbitrary bytes (a reader puts the magic number
+    back between the parts), so one record, and so one answer, holds at most 512 MiB (before protobuf's 2 GiB)."""
+    size = 4 * classes * height * width
+    if size > LENGTH_MASK - 1024:
+        raise BadRequest(
+            413,
+            f"The probabilities of this image are {size:,} bytes ({classes} classes x {width}x{height} pixels), "
+            f"more than one RecordIO record holds ({LENGTH_MASK:,} bytes). Ask for Accept: image/png (the class "
+            f"ids), or send an image of at most {(LENGTH_MASK - 1024) // (4 * classes):,} pixels.",
+        )
 
 
 def _varint(number: int) -> bytes:

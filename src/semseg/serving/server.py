@@ -6,19 +6,24 @@ worker loads the model after the fork (no MXNet engine or GPU context crosses a 
 worker that dies or hangs past the timeout. SIGTERM: gunicorn stops accepting, lets running requests finish
 (up to the graceful timeout) and exits.
 
-The parent checks the model folder and the GPUs before starting workers, so a bad model ends the container
-at once with a message naming the file, instead of workers failing in a loop.
+The parent checks the model folder and the GPUs before starting workers, and has a child process load the
+weights into the network of hyperparams.json (the parent itself loads no framework), so a bad model ends the
+container at once (exit 2) with a message naming the file, instead of workers failing in a loop.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import time
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from semseg.contract.errors import ClientError
 from semseg.contract.job import JobPaths
 from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import RunOptions, env_int
@@ -82,8 +87,27 @@ def plan(paths: JobPaths, options: RunOptions, environ: Mapping[str, str]) -> Se
     else:
         gpus = visible_gpus()
         check_supported(gpus)
+    _check_loads(folder)
     settings = ServeSettings.from_environ(environ, len(gpus), recommended_threads(), options.pixel_budget)
     return ServePlan(folder, settings)
+
+
+def _check_loads(folder: ModelFolder) -> None:
+    """ClientError unless the weights load into the network of hyperparams.json: tried in a child process, so
+    that this one (which forks the workers) loads no framework; a bad file ends `serve` before any worker."""
+    started = time.monotonic()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        problem = pool.submit(_check_model, folder).result()
+    if problem:
+        raise ClientError(problem)
+    log.info("%s loads into its network (checked in %.1f s)", folder.weights, time.monotonic() - started)
+
+
+def _check_model(folder: ModelFolder) -> str:
+    """In the child process: MXNet's answer (semseg.engines.mxnet.predict.check_model)."""
+    from semseg.engines.mxnet.predict import check_model
+
+    return check_model(folder)
 
 
 def run(served: ServePlan, threads: str) -> None:

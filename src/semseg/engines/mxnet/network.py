@@ -121,7 +121,12 @@ def load_weights(
     `ignore_extra`: the file may hold more (the aux head's weights, when `net` has none).
     """
     try:
+        path.open("rb").close()  # MXNet would say only that it failed to open the file
         net.load_parameters(str(path), ctx=list(contexts), ignore_extra=ignore_extra)
+    except OSError as exc:
+        raise ClientError(
+            f"The weights of {what} ({path}) cannot be read: {exc.strerror}. Make the file readable."
+        ) from None
     except (mx.MXNetError, AssertionError, ValueError) as exc:
         raise ClientError(f"The weights of {what} ({path}) do not fit this network: {_first_line(exc)}") from None
 

@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
+from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.mxnet.network import load_model, set_output_size
 from semseg.engines.normalization import MEAN, STD
@@ -73,6 +74,20 @@ class Predictor(SlidingWindows):
         super().__init__(Scorer(net, ctx, traced=True), crop_size, pixel_budget)
         self.net = net
         self.ctx = ctx
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net.nclass)  # GluonCV's segmentation models keep their class count
+
+
+def check_model(folder: ModelFolder) -> str:
+    """ "" when the model folder's weights load into the network of its hyperparams.json (on the CPU), else the
+    ClientError that says why: run by the server's parent in a child process before any worker starts."""
+    try:
+        load_model(folder, [mx.cpu()])
+    except ClientError as exc:
+        return exc.message
+    return ""
 
 
 def load_predictor(folder: ModelFolder, device: str, pixel_budget: int) -> Predictor:
