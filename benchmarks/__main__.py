@@ -1,5 +1,5 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
-benchmarks/out/. NAME: input_pipeline, pipe_mode, validation, several_hosts, overhead, train_step, serving,
+benchmarks/out/. NAME: input_pipeline, pipe_mode, validation, several_hosts, overhead, train_step, serving, memory,
 gpu (the PyTorch engine), gpu_mxnet, gpu_pipe (Pipe mode on the torch engine; all three skipped without a GPU).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
@@ -25,6 +25,7 @@ NAMES = (
     "several_hosts",
     "train_step",
     "serving",
+    "memory",
     "gpu",
     "gpu_mxnet",
     "gpu_pipe",

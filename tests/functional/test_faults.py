@@ -218,3 +218,15 @@ def test_a_diverged_loss_in_two_processes_is_the_algorithm_error_that_says_what_
     assert job.failure.startswith("AlgorithmError: The train loss diverged"), job.failure[:300]
     assert "Lower learning_rate (now 1)" in job.failure
     assert "hyperparams.json" in job.model_files
+
+
+@pytest.mark.parametrize("engine, processes", SETUPS, ids=SETUP_IDS)
+def test_a_step_that_cannot_fit_is_refused_before_any_data_work(train_job, engine: str, processes: int) -> None:
+    """Instead of an out-of-memory kill after the data was read: the estimate (semseg.fit.memory) refuses it."""
+    env = {"SEMSEG_ENGINE": engine, **({"SEMSEG_CPU_DEVICES": str(processes)} if processes > 1 else {})}
+    run = train_job({"crop_size": "8192"}, env=env)
+    assert run.code == 2, run.failure
+    assert run.failure.startswith("ClientError: crop_size=8192 with 4 training image(s)"), run.failure
+    assert f"{processes} device(s)" in run.failure and "the host's memory" in run.failure
+    assert "The largest that fit: crop_size=" in run.failure
+    assert not any(m.startswith("Channel train:") for m in run.messages), "refused before the data is read"

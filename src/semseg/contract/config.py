@@ -33,6 +33,7 @@ IGNORED_PREFIXES = ("sagemaker_",)
 # The dilated ResNet's output stride: feature maps are 1/8 of the input. Crops are rounded up to a multiple
 # of it, as the managed algorithm does; images must be at least this large.
 OUTPUT_STRIDE = 8
+MAX_SIDE = 8192  # crop_size and base_size: the side of the largest image a job reads (64 Mpx)
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,8 @@ SPECS: dict[str, Spec] = {
     "algorithm": Spec(p.choice(ALGORITHMS)),
     "num_classes": Spec(p.parse_int, p.in_range(2, 254), required=True),
     "num_training_samples": Spec(p.parse_int, p.in_range(0, None, lo_open=True), required=True),
-    "crop_size": Spec(p.parse_int, p.in_range(16, None, lo_open=True)),
-    "base_size": Spec(p.parse_int, p.in_range(16, None, lo_open=True)),
+    "crop_size": Spec(p.parse_int, p.in_range(16, MAX_SIDE, lo_open=True)),
+    "base_size": Spec(p.parse_int, p.in_range(16, MAX_SIDE, lo_open=True)),
     "early_stopping": Spec(p.parse_bool),
     "early_stopping_min_epochs": Spec(p.parse_int, p.in_range(0, None)),
     "early_stopping_patience": Spec(p.parse_int, p.in_range(1, None)),

@@ -21,6 +21,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
 from semseg.engines.gpus import Gpu, check_precision, visible_gpus
+from semseg.fit.memory import GIB, DeviceMemory, host_memory
 
 if TYPE_CHECKING:  # MXNet loads only where devices are selected: the server's parent process never loads it
     import mxnet as mx
@@ -111,3 +112,19 @@ def select_devices(config: Config, options: RunOptions) -> Devices:
     devices = Devices([mx.gpu(i) for i in range(count)], gpu=True) if count else Devices([mx.cpu()], gpu=False)
     check_precision(config, on_gpu=devices.gpu)
     return devices
+
+
+def device_memory(config: Config, devices: Devices, hosts: int = 1) -> DeviceMemory:
+    """What one device holds at once, and its memory (the host's for CPU contexts, which share it)."""
+    import mxnet as mx
+
+    per_host = -(-config.mini_batch_size // hosts)
+    validation = config.validation_mini_batch_size
+    count = len(devices.contexts)
+    if not devices.gpu:
+        return host_memory(config, per_host, validation, devices=count * hosts)
+    _free, total = mx.context.gpu_memory_info(devices.contexts[0].device_id)
+    return DeviceMemory(
+        int(total), f"GPU 0 ({total / GIB:.1f} GiB)", -(-per_host // count), -(-validation // count),
+        devices=count * hosts,
+    )  # fmt: skip

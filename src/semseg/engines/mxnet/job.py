@@ -25,7 +25,7 @@ from semseg.data.labels import IGNORE
 from semseg.data.pipeline import build_loaders
 from semseg.distributed.stop import CollectiveStop
 from semseg.engines.mxnet import optim
-from semseg.engines.mxnet.devices import Devices, select_devices
+from semseg.engines.mxnet.devices import Devices, device_memory, select_devices
 from semseg.engines.mxnet.exchange import DistributedLoop, ParameterServer, broadcast_parameters
 from semseg.engines.mxnet.loader import mxnet_loader
 from semseg.engines.mxnet.loop import Loop
@@ -34,6 +34,7 @@ from semseg.engines.mxnet.network import build_model, load_model, materialize
 from semseg.engines.mxnet.state import MXNetState
 from semseg.fit.job import Alone, Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult, TrainLoop
+from semseg.fit.memory import check_fits
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def train_mxnet(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
     """The whole job on this host. With several hosts, a failure ends the process without freeing the kvstore
     (ExitAtOnce): freeing it waits for every other host's worker."""
     devices = select_devices(config, options)  # the GPU guard, before any data or model work
+    check_fits(config, device_memory(config, devices, job.cluster.size))
     if not job.cluster.distributed:
         return _fit(job, config, options, stop, devices, None)
     if config.mini_batch_size < job.cluster.size:

@@ -12,6 +12,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
 from semseg.engines.gpus import check_precision, visible_gpus
+from semseg.fit.memory import GIB, DeviceMemory, host_memory
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,17 @@ def _check_arch() -> None:
                 f"GPU {index} {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no code "
                 f"in this PyTorch build (built for {', '.join(built)}). Use an image with a newer PyTorch."
             )
+
+
+def device_memory(config: Config, plan: Plan) -> DeviceMemory:
+    """What one device holds at once, and its memory (the host's for CPU processes, which share it)."""
+    if plan.kind == "cpu":
+        return host_memory(
+            config, config.mini_batch_size, config.validation_mini_batch_size, copies=plan.processes,
+            devices=plan.processes,
+        )  # fmt: skip
+    total = torch.cuda.get_device_properties(0).total_memory
+    return DeviceMemory(
+        int(total), f"GPU 0 ({total / GIB:.1f} GiB)", -(-config.mini_batch_size // plan.processes),
+        -(-config.validation_mini_batch_size // plan.processes), devices=plan.processes,
+    )  # fmt: skip

@@ -22,7 +22,7 @@ from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
 from semseg.engines.torch import files
-from semseg.engines.torch.devices import plan_devices
+from semseg.engines.torch.devices import device_memory, plan_devices
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import torch_loader
 from semseg.engines.torch.loop import TorchLoop
@@ -32,6 +32,7 @@ from semseg.engines.torch.predict import Precision
 from semseg.engines.torch.state import TorchState
 from semseg.fit.job import Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult
+from semseg.fit.memory import check_fits
 from semseg.fit.schedule import Schedule
 from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
     plan = plan_devices(config, options)  # the GPU checks, before any data or model work
+    check_fits(config, device_memory(config, plan))
     if plan.processes > 1 and job.pipes:
         log.warning(
             "Pipe-mode channel(s) %s have a single reader: the torch engine trains in one process on one "
