@@ -61,7 +61,7 @@ test-container: $(SDK_STAMP) $(SDK3_STAMP)
 	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
 	GPU_IMAGE=$$(bash docker/build.sh gpu | tail -n 1) && \
 	HOPPER_IMAGE=$$(bash docker/build.sh hopper | tail -n 1) && \
-	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_HOPPER_IMAGE=$$HOPPER_IMAGE \
+	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_HOPPER_IMAGE=$$HOPPER_IMAGE SEMSEG_REQUIRE_SDK=1 \
 	  SEMSEG_SDK3_PYTHON=$(CURDIR)/$(SDK3_VENV)/bin/python \
 	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 

@@ -1,9 +1,10 @@
 """`serve` under load, on the CPU: images/s and p50/p99 latency of 480x360 JPEGs (class-id PNG answers) at 1, 2
 and 4 concurrent clients against our server (gunicorn, default workers) vs a single-process loop of plain
 GluonCV (decode, `net.predict`, argmax, PNG) on the same weights, in the same run (in a fresh process, warmed up
-by one image, before the server starts); the peak memory of
-predicting one 4000x3000 JPEG to a class-id PNG; and a bounded load test (4 clients) with its failures and the
-server's memory over time. FCN ResNet-50, 21 classes, crop 480, random weights (speed does not depend on them).
+by one image, before the server starts); the peak memory of predicting one 4000x3000 JPEG to a class-id PNG;
+the peak memory of answering a 2 Mpx JPEG with the probabilities of a 150-class model (ADE20K's count), against
+the answer's size; and a bounded load test (4 clients) with its failures and the server's memory over time.
+FCN ResNet-50, 21 classes (150 for the probabilities), crop 480, random weights (speed does not depend on them).
 """
 
 from __future__ import annotations
@@ -165,6 +166,55 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def probabilities_peak(base: Path, size: tuple[int, int], classes: int = 150) -> dict[str, float]:
+    """A JPEG of `size` (height, width) to a `classes`-class model (ADE20K's 150), answered with RecordIO-protobuf
+    probabilities through the server's WSGI app in a fresh process: its status, the answer's size, the peak
+    resident memory and the peak before the request (model loaded, warmed up on a small image)."""
+    folder = base / f"model-{classes}"
+    if not (folder / "model_best.params").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        config = Config(num_classes=classes, num_training_samples=100, crop_size=480, use_pretrained_model=False)
+        net = build_model(config, [mx.cpu()], aux=False)
+        materialize(net, [mx.cpu()], config.crop_size)
+        net.save_parameters(str(folder / "model_best.params"))
+        (folder / "hyperparams.json").write_text(json.dumps(config.to_hyperparameters()))
+    image = base / f"probabilities-{size[0]}x{size[1]}.jpg"
+    image.write_bytes(jpeg(*size))
+    code = f"""
+import io, json, resource
+from pathlib import Path
+from semseg.contract.model_folder import read_model_folder
+from semseg.engines.mxnet.predict import load_predictor
+from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
+from semseg.serving.app import App
+from benchmarks.serving import jpeg
+app = App(load_predictor(read_model_folder(Path({str(folder)!r}), "bench"), "cpu", DEFAULT_PIXEL_BUDGET), 1)
+def ask(body):
+    got = {{}}
+    environ = {{"PATH_INFO": "/invocations", "REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/jpeg",
+               "HTTP_ACCEPT": "application/x-recordio-protobuf", "CONTENT_LENGTH": str(len(body)),
+               "wsgi.input": io.BytesIO(body)}}
+    answer = b"".join(app(environ, lambda status, headers: got.update(status=status)))
+    return int(got["status"].split()[0]), len(answer)
+ask(jpeg(64, 64))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+status, length = ask(Path({str(image)!r}).read_bytes())
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"status": status, "before": before, "peak": peak, "response": length}}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    mb = 2**20
+    return {
+        "status": figures["status"],
+        "response_mb": figures["response"] / mb,
+        "peak_rss_mb": figures["peak"] / mb,
+        "before_request_mb": figures["before"] / mb,
+        "request_mb_per_response_mb": (figures["peak"] - figures["before"]) / max(1, figures["response"]),
+    }
+
+
 def main(quick: bool) -> None:
     base = Path(os.environ.get("TMPDIR", "/tmp")) / "semseg-bench-serving"
     weights = make_model(base / "model")
@@ -216,6 +266,11 @@ def main(quick: bool) -> None:
         server.terminate()
         server.wait(timeout=60)
     results["big_image_peak_rss_mb"] = big_image_peak_mb(base)
+    answers = {
+        "probabilities_150_classes_2mpx": probabilities_peak(base, (1250, 1600)),  # over a record: a 413
+        "probabilities_150_classes_0.85mpx": probabilities_peak(base, (850, 1000)),  # the largest that is answered
+    }
+    results |= answers
     print(
         table("serve: 480x360 JPEG -> class-id PNG", ["run", "requests", "images/s", "p50 s", "p99 s", "x loop"], rows)
     )
@@ -223,5 +278,12 @@ def main(quick: bool) -> None:
         f"load test, 4 clients for {seconds:.0f} s: {soak['requests']} requests, {soak['failures']} failed; "
         f"server RSS {soak['rss_first_mb']:.0f} MB (first tenth) -> {soak['rss_last_mb']:.0f} MB (last tenth)"
     )
-    print(f"4000x3000 JPEG -> class-id PNG: peak RSS {results['big_image_peak_rss_mb']:.0f} MB (goal < 2048)\n")
+    print(f"4000x3000 JPEG -> class-id PNG: peak RSS {results['big_image_peak_rss_mb']:.0f} MB (goal < 2048)")
+    for name, answer in answers.items():
+        print(
+            f"{name}: HTTP {answer['status']}, answer {answer['response_mb']:.0f} MB; peak RSS "
+            f"{answer['peak_rss_mb']:.0f} MB, {answer['before_request_mb']:.0f} MB before the request "
+            f"(the request added {answer['request_mb_per_response_mb']:.1f} x the answer's size)"
+        )
+    print()
     save("serving", results)

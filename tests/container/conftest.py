@@ -4,9 +4,11 @@ docker/build.sh); without them, the fixtures build them the same way."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,12 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+if os.environ.get("SEMSEG_REQUIRE_SDK") and importlib.util.find_spec("sagemaker") is None:  # set by make test
+    raise pytest.UsageError(
+        f"The container tests need the SageMaker SDK, which {sys.executable} lacks: run them with `make "
+        "test-container` (its own SDK environment), not with the project's environment"
+    )
 
 
 def docker(*args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess[str]:

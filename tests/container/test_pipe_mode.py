@@ -41,9 +41,11 @@ def test_docker_run_trains_on_pipe_mode_fifos(image: str, tmp_path: Path) -> Non
 def test_a_bad_stream_in_the_container_names_the_fifo_and_record(image: str, tmp_path: Path) -> None:
     base = make_job(image, tmp_path / "ml", {"epochs": "1", "mini_batch_size": "2"})
     stream = to_pipe_mode(base, ("train",))["train"]
-    bad = stream[:8] + struct.pack("<I", 0) + stream[12:]  # the first record's length word: an empty image
+    bad = struct.pack("<I", 0x12345678) + stream[4:]  # the first record's magic number is wrong
     with PipeWriter(base / "input" / "data", "train", lambda _n: bad):
         proc = run_job(image, base, docker_args=("-e", "SEMSEG_PIPE_TIMEOUT=60"))
     assert proc.returncode == 2
     failure = (base / "output" / "failure").read_text()
-    assert failure.startswith("ClientError: Channel 'train', Pipe-mode FIFO /opt/ml/input/data/train_0: record ")
+    assert failure.startswith(
+        "ClientError: Channel 'train', Pipe-mode FIFO /opt/ml/input/data/train_0: record 0 is not a RecordIO record"
+    ), failure

@@ -115,7 +115,7 @@ def model_tar(model_dir: Path, target: Path) -> Path:
 def test_incremental_training_from_a_model_tar(tmp_path: Path, train_job, engine: str) -> None:
     env = {"SEMSEG_ENGINE": engine}
     first = train_job({"epochs": 1}, env=env, images=4)
-    assert first.code == 0
+    assert first.code == 0, first.failure
     base = make_job(tmp_path / "second", images=4, size=32, hyperparameters={"epochs": 1, "mini_batch_size": 4})
     channel = base / "input" / "data" / "model"
     channel.mkdir()
@@ -130,6 +130,7 @@ def test_incremental_training_from_a_model_tar(tmp_path: Path, train_job, engine
 def test_incremental_training_mismatch_names_both_values(tmp_path: Path, train_job, engine: str) -> None:
     env = {"SEMSEG_ENGINE": engine}
     first = train_job({"epochs": 1}, env=env, images=4)
+    assert first.code == 0, first.failure  # else the seed model below would be no model at all
     base = make_job(
         tmp_path / "second", images=4, size=32, hyperparameters={"epochs": 1, "mini_batch_size": 4, "algorithm": "psp"}
     )

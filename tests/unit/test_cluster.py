@@ -102,11 +102,14 @@ def test_the_peer_watch_notices_a_silent_peer_only_when_armed() -> None:
     watcher = PeerWatch("127.0.0.1", ports[0], [("algo-2", "127.0.0.1", ports[1])], 2.0, on_lost)
     peer = PeerWatch("127.0.0.1", ports[1], [("algo-1", "127.0.0.1", ports[0])], 60.0, lambda _w: None)
     with watcher:
-        time.sleep(3)  # disarmed: not even an absent answer counts
         watcher.arm()
         time.sleep(3)
-        assert not lost, "the peer answers"
+        assert not lost, "armed, but the peer answers"
+        watcher.disarm()
         peer.close()
+        time.sleep(3)  # silent for longer than the 2 s timeout, but disarmed: it does not count
+        assert not lost, "disarmed: a silent peer is not judged"
+        watcher.arm()  # silent from here on: lost within the timeout and a probe
         started = time.monotonic()
         assert done.wait(10)
         assert time.monotonic() - started < 2 + 3
