@@ -130,3 +130,16 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     for name, (height, width) in sizes.items():
         out = Image.open(tmp_path / "out" / f"{name}.out")
         assert out.mode == "L" and out.size == (width, height)
+
+    # aerial and medical images: over the 6 MB default, with max_payload=20 (SAGEMAKER_MAX_PAYLOAD_IN_MB)
+    large = tmp_path / "large"
+    large.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (1500, 1800, 3), dtype=np.uint8)  # noise: PNG cannot shrink it
+    Image.fromarray(pixels).save(large / "aerial.png")
+    assert (large / "aerial.png").stat().st_size > 6 * 2**20
+    transformer = estimator.transformer(
+        1, "local", accept="image/png", max_payload=20, output_path=f"file://{tmp_path / 'out-large'}"
+    )
+    transformer.transform(f"file://{large}", content_type="image/png", wait=True, logs=False)
+    out = Image.open(tmp_path / "out-large" / "aerial.png.out")
+    assert out.mode == "L" and out.size == (1800, 1500)
