@@ -36,19 +36,25 @@ CRASHED = "It crashed in native code (MXNet, PyTorch, OpenCV or a driver); its l
 def watched(job: Callable[[], None], failure_file: Path, model_dir: Path) -> int:
     """Run `job` (which ends its process itself) in a child process; the exit code for this one."""
     started = time.monotonic()
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # a signal during the fork waits for the handlers below
     pid = os.fork()
     if pid == 0:  # the child: its own process group (a terminal's Ctrl-C reaches the parent, which passes it on)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         os.setpgid(0, 0)
         _die_with_parent()
         job()
         os._exit(0)  # `job` exits the process itself; never here
-    for stop in (signal.SIGTERM, signal.SIGINT):
+    for stop in stops:
         signal.signal(stop, _pass_on(pid))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     _, status = os.waitpid(pid, 0)  # retried after each signal (PEP 475)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     signum = os.WTERMSIG(status)
-    if signum not in (signal.SIGTERM, signal.SIGINT) or not _recent(failure_file, started):
+    if signum in stops:  # stopped before it could install its own handling (at start): a stop, not a failure
+        log.warning("The training process was stopped by signal %d before it could save anything", signum)
+    elif not _recent(failure_file, started):
         _report_killed(pid, signum, time.monotonic() - started, failure_file, model_dir)
     return 128 + signum
 
