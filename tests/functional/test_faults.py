@@ -141,6 +141,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, engine: str, processes: i
     assert "Stopped at once by a second stop signal (15)" in job.log
     assert "Training stopped by signal" not in job.log
     assert not job.failure and not any(alive(w) for w in workers)
+    assert "hyperparams.json" in job.model_files  # what was written before the signals stays
 
 
 @pytest.mark.parametrize("engine, processes", SETUPS, ids=SETUP_IDS)
@@ -217,6 +218,7 @@ def test_a_diverged_loss_in_two_processes_is_the_algorithm_error_that_says_what_
     assert job.end(timeout=GRACE_SECONDS) == 1, job.log[-3000:]
     assert job.failure.startswith("AlgorithmError: The train loss diverged"), job.failure[:300]
     assert "Lower learning_rate (now 1)" in job.failure
+    assert "The train loss diverged" in job.log
     assert "hyperparams.json" in job.model_files
 
 
@@ -230,3 +232,5 @@ def test_a_step_that_cannot_fit_is_refused_before_any_data_work(train_job, engin
     assert f"{processes} device(s)" in run.failure and "the host's memory" in run.failure
     assert "The largest that fit: crop_size=" in run.failure
     assert not any(m.startswith("Channel train:") for m in run.messages), "refused before the data is read"
+    assert any(m.startswith("ClientError: crop_size=8192") for m in run.messages)
+    assert not (run.base / "model").exists() or not run.model_files, "nothing written: refused before the job"
