@@ -138,8 +138,9 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     Image.fromarray(pixels).save(large / "aerial.png")
     assert (large / "aerial.png").stat().st_size > 6 * 2**20
     transformer = estimator.transformer(
-        1, "local", accept="image/png", max_payload=20, output_path=f"file://{tmp_path / 'out-large'}"
-    )
+        1, "local", accept="image/png", max_payload=20, output_path=f"file://{tmp_path / 'out-large'}",
+        env={"SEMSEG_PIXEL_BUDGET": "3000000"},  # one pass: this model's crop_size=32 windows would take minutes
+    )  # fmt: skip
     transformer.transform(f"file://{large}", content_type="image/png", wait=True, logs=False)
     out = Image.open(tmp_path / "out-large" / "aerial.png.out")
     assert out.mode == "L" and out.size == (1800, 1500)
