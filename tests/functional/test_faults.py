@@ -128,6 +128,18 @@ def test_sigterm_mid_epoch_saves_and_exits_as_stopped(tmp_path: Path, engine: st
     assert not job.failure
 
 
+def test_sigterm_while_the_torch_workers_start_reaches_them_once_they_handle_it(tmp_path: Path) -> None:
+    """Signalled as the launcher starts its processes: a worker still importing would die of the signal, so it is
+    passed on as each becomes ready; the job stops at its first iteration, as stopped, with its artifacts."""
+    job = Job(job_folder(tmp_path), "torch", 2)
+    job.wait_for("Starting 2 training processes")
+    job.proc.send_signal(signal.SIGTERM)
+    assert job.end() == 128 + signal.SIGTERM, job.log[-3000:]
+    assert "Training stopped by signal 15" in job.log and not job.failure
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= job.model_files
+    assert "validation mIOU" not in job.log, "stopped before the first epoch ended"
+
+
 @pytest.mark.parametrize("engine, processes", [("mxnet", 1), ("torch", 2)], ids=["mxnet-1", "torch-2"])
 def test_a_second_signal_stops_at_once(tmp_path: Path, engine: str, processes: int) -> None:
     job = Job(job_folder(tmp_path), engine, processes)

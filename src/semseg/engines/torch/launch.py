@@ -4,14 +4,16 @@ with DDP set up, each ending with an Outcome that the launcher's caller turns in
 
 The agent runs in a thread, so this process keeps its own stop handling (the agent would otherwise install
 handlers that end the job as a failure and kill the workers 30 s later): a stop signal is passed on to every
-worker, and the workers stop together at the same iteration (a collective stop) and end as stopped. A second
-signal kills them at once. A worker that fails ends its process, so the agent ends the others within seconds
-(they would otherwise wait in a collective for the failed one until its timeout); each worker leaves its Outcome
-in a file, and a worker that ended without one (killed: out of memory, SIGKILL) is named by its signal.
+worker as soon as it handles signals (one still starting would die of it), and the workers stop together at the
+same iteration (a collective stop) and end as stopped. A second signal kills them at once. A worker that fails
+ends its process, so the agent ends the others within seconds (they would otherwise wait in a collective for the
+failed one until its timeout); each worker leaves its Outcome in a file, and a worker that ended without one
+(killed: out of memory, SIGKILL) is named by its signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -72,7 +74,7 @@ def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Ta
         launched = _Agent(_launch_config(plan), (job, config, options, plan, target, outcomes))
         launched.start()
         try:
-            launched.wait(stop)
+            launched.wait(stop, outcomes)
         except KeyboardInterrupt as again:  # a second stop signal: at once
             _kill_workers(signal.SIGKILL)
             raise ExitAtOnce(again) from None
@@ -111,14 +113,17 @@ class _Agent(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
 
-    def wait(self, stop: StopFlag) -> None:
-        """Until the workers end; a stop signal to this process is passed on to them once."""
-        passed_on = False
+    def wait(self, stop: StopFlag, outcomes: Path) -> None:
+        """Until the workers end; a stop signal to this process is passed on once to each worker, as soon as it
+        handles it (a worker that is still starting would be killed by it: it waits until the worker is ready)."""
+        passed_on: set[int] = set()
         while self.is_alive():
             self.join(POLL_SECONDS)
-            if stop.signum is not None and not passed_on:
-                _kill_workers(stop.signum)
-                passed_on = True
+            if stop.signum is not None:
+                for pid in set(_ready_workers(outcomes)) - passed_on:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, stop.signum)
+                    passed_on.add(pid)
         if self.error is not None:
             raise self.error
 
@@ -136,6 +141,15 @@ def _kill_workers(signum: int) -> None:
             os.kill(child.pid or 0, signum)
         except ProcessLookupError:
             pass
+
+
+def _ready_workers(folder: Path) -> list[int]:
+    """The pids of the workers that handle stop signals now (each says so in its ready-<rank> file)."""
+    pids = []
+    for path in folder.glob("ready-*"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int(path.read_text()))
+    return pids
 
 
 def _read_outcomes(folder: Path, processes: int) -> dict[int, Outcome]:
@@ -173,15 +187,16 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
     """One process of a multi-process job (the launcher sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_*). It leaves its
     Outcome in `outcomes`; a failed one then ends its process with an error, so the agent ends the others."""
     rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-    setup_logging(logging.INFO if rank == 0 else logging.WARNING)  # the first process speaks for the job
-    device = torch.device("cuda", local) if plan.kind == "cuda" else torch.device("cpu")
-    if plan.kind == "cuda":
-        torch.cuda.set_device(device)
-    else:  # the processes share the cores
-        torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
-    dist.init_process_group(plan.backend)
     local_stop = StopFlag()
     with local_stop.installed():
+        atomic_write(outcomes / f"ready-{rank}", lambda tmp: tmp.write_text(str(os.getpid())))  # stops handled
+        setup_logging(logging.INFO if rank == 0 else logging.WARNING)  # the first process speaks for the job
+        device = torch.device("cuda", local) if plan.kind == "cuda" else torch.device("cpu")
+        if plan.kind == "cuda":
+            torch.cuda.set_device(device)
+        else:  # the processes share the cores
+            torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
+        dist.init_process_group(plan.backend)
         stop = CollectiveStop(local_stop, partial(_all_reduce, device))  # all stop at the same iteration
         outcome = _run(target, (job, config, options, stop, device, rank, plan.processes))
         atomic_write(outcomes / f"{rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))
