@@ -72,7 +72,7 @@ def main(quick: bool = False) -> None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from semseg.fit.memory import ACTIVATION_BYTES, FIXED_BYTES, VALIDATION_BYTES
+    from semseg.fit.memory import BYTES_PER_PIXEL, FIXED_BYTES
 
     networks = NETWORKS[:1] if quick else NETWORKS
     results: dict[str, Any] = {}
@@ -80,14 +80,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     for algorithm, backbone in networks:
         train = measure(algorithm, backbone, "train")
         validate = measure(algorithm, backbone, "validate")
-        ours = ACTIVATION_BYTES[(algorithm, backbone)]
+        ours, ours_validate = BYTES_PER_PIXEL[(algorithm, backbone)]
         results[f"{algorithm}/{backbone}"] = {
             "train": train, "validate": validate, "estimate": ours,
-            "validation_estimate": VALIDATION_BYTES[(algorithm, backbone)],
+            "validation_estimate": ours_validate,
         }  # fmt: skip
         print(
             f"{algorithm + ' ' + backbone:22} {train['fixed_bytes'] / 2**20:16.0f} {train['bytes_per_pixel']:9.0f} "
-            f"{ours:6.0f} {validate['bytes_per_pixel']:18.0f} {VALIDATION_BYTES[(algorithm, backbone)]:6.0f}"
+            f"{ours:6.0f} {validate['bytes_per_pixel']:18.0f} {ours_validate:6.0f}"
         )
     print(f"estimate's fixed part: {FIXED_BYTES / 2**20:.0f} MB")
     return results

@@ -15,8 +15,23 @@ from semseg.contract.report import METRIC_REGEXES
 from semseg.example import make_job
 
 
+class JobOutputs:
+    """What a job left in its folder `base`: the failure file's text ("" without one) and the model files."""
+
+    base: Path
+
+    @property
+    def failure(self) -> str:
+        path = self.base / "output" / "failure"
+        return path.read_text() if path.exists() else ""
+
+    @property
+    def model_files(self) -> set[str]:
+        return {p.name for p in (self.base / "model").iterdir()}
+
+
 @dataclass
-class Run:
+class Run(JobOutputs):
     code: int
     base: Path
     messages: list[str]
@@ -27,15 +42,6 @@ class Run:
 
     def metric(self, name: str) -> list[float]:
         return [float(v) for v in re.findall(METRIC_REGEXES[name], self.log)]
-
-    @property
-    def failure(self) -> str:
-        path = self.base / "output" / "failure"
-        return path.read_text() if path.exists() else ""
-
-    @property
-    def model_files(self) -> set[str]:
-        return {p.name for p in (self.base / "model").iterdir()}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from semseg.example import make_job
+from tests.functional.conftest import JobOutputs
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ SETUP_IDS = [f"{engine}-{n}" for engine, n in SETUPS]
 CHECKPOINT_BEST = {"mxnet": "best.params", "torch": "best.pt"}
 
 
-class Job:
+class Job(JobOutputs):
     """A training job run as the container runs it, its log read line by line."""
 
     def __init__(self, base: Path, engine: str, processes: int, **env: str) -> None:
@@ -65,15 +66,6 @@ class Job:
     @property
     def log(self) -> str:
         return "".join(self.lines)
-
-    @property
-    def failure(self) -> str:
-        path = self.base / "output" / "failure"
-        return path.read_text() if path.exists() else ""
-
-    @property
-    def model_files(self) -> set[str]:
-        return {p.name for p in (self.base / "model").iterdir()}
 
 
 def job_folder(tmp_path: Path, epochs: int = 4, checkpoints: bool = True, **hyperparameters: object) -> Path:

@@ -7,17 +7,14 @@ import pytest
 
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
-from semseg.fit.memory import GIB, DeviceMemory, check_fits, host_memory_bytes
+from semseg.fit.memory import GIB, DeviceMemory, check_fits, gpu_memory, host_memory_bytes
 
 V100 = 16 * GIB
 
 
 def gpu(config: Config, devices: int = 8) -> DeviceMemory:
     """One of `devices` 16 GiB GPUs, the batch split over them."""
-    return DeviceMemory(
-        V100, "GPU 0 (16.0 GiB)", -(-config.mini_batch_size // devices),
-        -(-config.validation_mini_batch_size // devices), devices=devices,
-    )  # fmt: skip
+    return gpu_memory(config, V100, devices)
 
 
 def config(**values: object) -> Config:

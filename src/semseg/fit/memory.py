@@ -1,8 +1,8 @@
 """Whether a job's step can fit its device's memory, checked before any data work, the same for both engines.
 
 A training step needs about FIXED_BYTES (framework, weights, gradients, optimizer states) plus
-ACTIVATION_BYTES[network] for every pixel of every image the device trains on at once (crop_size squared times
-the images per device); float16 halves the activations. A validation pass needs VALIDATION_BYTES[network] per
+BYTES_PER_PIXEL[network][0] for every pixel of every image the device trains on at once (crop_size squared times
+the images per device); float16 halves the activations. A validation pass needs BYTES_PER_PIXEL[network][1] per
 pixel of the images it scores at once (whole-image validation: counted at crop_size, a lower bound). The
 constants were measured by `python -m benchmarks memory` (peak resident memory of MXNet on the CPU, float32,
 two sizes per network, each in a fresh process; benchmarks/RESULTS.md). GPU memory was not measured (no GPU was
@@ -27,21 +27,14 @@ log = logging.getLogger(__name__)
 
 GIB = 2**30
 FIXED_BYTES = 512 * 2**20  # below every network's measured fixed part (531 MB to 1.3 GB)
-ACTIVATION_BYTES: dict[tuple[str, str], float] = {  # a float32 training step, bytes per image pixel
-    ("fcn", "resnet-50"): 7700.0,
-    ("fcn", "resnet-101"): 12900.0,
-    ("psp", "resnet-50"): 13100.0,
-    ("psp", "resnet-101"): 16700.0,
-    ("deeplab", "resnet-50"): 13500.0,
-    ("deeplab", "resnet-101"): 18400.0,
-}
-VALIDATION_BYTES: dict[tuple[str, str], float] = {  # a float32 validation pass, bytes per image pixel
-    ("fcn", "resnet-50"): 2300.0,
-    ("fcn", "resnet-101"): 1800.0,
-    ("psp", "resnet-50"): 1400.0,
-    ("psp", "resnet-101"): 1600.0,
-    ("deeplab", "resnet-50"): 1200.0,
-    ("deeplab", "resnet-101"): 1700.0,
+# float32 bytes per image pixel: (a training step, a validation pass)
+BYTES_PER_PIXEL: dict[tuple[str, str], tuple[float, float]] = {
+    ("fcn", "resnet-50"): (7700.0, 2300.0),
+    ("fcn", "resnet-101"): (12900.0, 1800.0),
+    ("psp", "resnet-50"): (13100.0, 1400.0),
+    ("psp", "resnet-101"): (16700.0, 1600.0),
+    ("deeplab", "resnet-50"): (13500.0, 1200.0),
+    ("deeplab", "resnet-101"): (18400.0, 1700.0),
 }
 FLOAT16_SHARE = 0.5  # float16 activations
 SAFETY = 0.5  # refuse only when half the estimate does not fit
@@ -74,18 +67,20 @@ def check_fits(config: Config, memory: DeviceMemory) -> None:
     )
 
 
-def _per_pixel(config: Config, table: dict[tuple[str, str], float]) -> float:
+def _per_pixel(config: Config) -> tuple[float, float]:
+    """Bytes per image pixel of a training step and of a validation pass, at the job's precision."""
     share = FLOAT16_SHARE if config.precision_dtype == "float16" else 1.0
-    return table[(config.algorithm, config.backbone)] * share
+    train, validate = BYTES_PER_PIXEL[(config.algorithm, config.backbone)]
+    return train * share, validate * share
 
 
 def _training(config: Config, images: int, copies: int) -> float:
-    return copies * FIXED_BYTES + _per_pixel(config, ACTIVATION_BYTES) * config.crop_size**2 * images
+    return copies * FIXED_BYTES + _per_pixel(config)[0] * config.crop_size**2 * images
 
 
 def _validation(config: Config, memory: DeviceMemory) -> float:
     pixels = config.crop_size**2 * memory.validation_images
-    return memory.copies * FIXED_BYTES + _per_pixel(config, VALIDATION_BYTES) * pixels
+    return memory.copies * FIXED_BYTES + _per_pixel(config)[1] * pixels
 
 
 def _largest(config: Config, memory: DeviceMemory) -> str:
@@ -93,7 +88,7 @@ def _largest(config: Config, memory: DeviceMemory) -> str:
     room = memory.total_bytes / SAFETY - memory.copies * FIXED_BYTES
     if room <= 0:
         return "Even the network's weights do not fit."
-    train, validate = _per_pixel(config, ACTIVATION_BYTES), _per_pixel(config, VALIDATION_BYTES)
+    train, validate = _per_pixel(config)
     heaviest = max(train * memory.images, validate * memory.validation_images)
     crop = int(math.sqrt(room / heaviest)) // OUTPUT_STRIDE * OUTPUT_STRIDE
     images = int(room / (train * config.crop_size**2))
@@ -127,6 +122,20 @@ def _meminfo_total() -> int:
     return 2**62  # unknown: nothing is refused
 
 
-def host_memory(config: Config, images: int, validation_images: int, copies: int = 1, devices: int = 1) -> DeviceMemory:
+def gpu_memory(config: Config, total_bytes: int, devices: int, hosts: int = 1) -> DeviceMemory:
+    """GPU 0 of `devices` per host (of `hosts`): its share of both batches."""
+    per_host = -(-config.mini_batch_size // hosts)
+    return DeviceMemory(
+        total_bytes, f"GPU 0 ({total_bytes / GIB:.1f} GiB)", -(-per_host // devices),
+        -(-config.validation_mini_batch_size // devices), devices=devices * hosts,
+    )  # fmt: skip
+
+
+def host_memory(config: Config, devices: int = 1, hosts: int = 1, processes: int = 1) -> DeviceMemory:
+    """The host's memory, shared by all its CPU devices (contexts or processes): the host's whole share of both
+    batches, and the weights of each of its `processes`."""
     total = host_memory_bytes()
-    return DeviceMemory(total, f"the host's memory ({total / GIB:.1f} GiB)", images, validation_images, copies, devices)
+    return DeviceMemory(
+        total, f"the host's memory ({total / GIB:.1f} GiB)", -(-config.mini_batch_size // hosts),
+        config.validation_mini_batch_size, copies=processes, devices=devices * hosts,
+    )  # fmt: skip

@@ -21,7 +21,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
 from semseg.engines.gpus import Gpu, check_precision, visible_gpus
-from semseg.fit.memory import GIB, DeviceMemory, host_memory
+from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 if TYPE_CHECKING:  # MXNet loads only where devices are selected: the server's parent process never loads it
     import mxnet as mx
@@ -118,13 +118,8 @@ def device_memory(config: Config, devices: Devices, hosts: int = 1) -> DeviceMem
     """What one device holds at once, and its memory (the host's for CPU contexts, which share it)."""
     import mxnet as mx
 
-    per_host = -(-config.mini_batch_size // hosts)
-    validation = config.validation_mini_batch_size
     count = len(devices.contexts)
     if not devices.gpu:
-        return host_memory(config, per_host, validation, devices=count * hosts)
+        return host_memory(config, devices=count, hosts=hosts)
     _free, total = mx.context.gpu_memory_info(devices.contexts[0].device_id)
-    return DeviceMemory(
-        int(total), f"GPU 0 ({total / GIB:.1f} GiB)", -(-per_host // count), -(-validation // count),
-        devices=count * hosts,
-    )  # fmt: skip
+    return gpu_memory(config, int(total), count, hosts)

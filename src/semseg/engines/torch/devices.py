@@ -12,7 +12,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
 from semseg.engines.gpus import check_precision, visible_gpus
-from semseg.fit.memory import GIB, DeviceMemory, host_memory
+from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,5 @@ def _check_arch() -> None:
 def device_memory(config: Config, plan: Plan) -> DeviceMemory:
     """What one device holds at once, and its memory (the host's for CPU processes, which share it)."""
     if plan.kind == "cpu":
-        return host_memory(
-            config, config.mini_batch_size, config.validation_mini_batch_size, copies=plan.processes,
-            devices=plan.processes,
-        )  # fmt: skip
-    total = torch.cuda.get_device_properties(0).total_memory
-    return DeviceMemory(
-        int(total), f"GPU 0 ({total / GIB:.1f} GiB)", -(-config.mini_batch_size // plan.processes),
-        -(-config.validation_mini_batch_size // plan.processes), devices=plan.processes,
-    )  # fmt: skip
+        return host_memory(config, devices=plan.processes, processes=plan.processes)
+    return gpu_memory(config, int(torch.cuda.get_device_properties(0).total_memory), plan.processes)

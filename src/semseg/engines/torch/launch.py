@@ -5,7 +5,7 @@ with DDP set up, each ending with an Outcome that the launcher's caller turns in
 The agent runs in a thread, so this process keeps its own stop handling (the agent would otherwise install
 handlers that end the job as a failure and kill the workers 30 s later): a stop signal is passed on to every
 worker as soon as it handles signals (one still starting would die of it), and the workers stop together at the
-same iteration (a collective stop) and end as stopped. A second signal kills them at once. A worker that fails
+same iteration (a collective stop) and end as stopped; a second signal ends them with the job. A worker that fails
 ends its process, so the agent ends the others within seconds (they would otherwise wait in a collective for the
 failed one until its timeout); each worker leaves its Outcome in a file, and a worker that ended without one
 (killed: out of memory, SIGKILL) is named by its signal.
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import pickle
-import signal
 import tempfile
 import threading
 import uuid
@@ -34,7 +32,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from semseg.contract.config import Config
-from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
+from semseg.contract.errors import AlgorithmError, ClientError, JobError, Stopped
 from semseg.contract.files import atomic_write
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
@@ -73,11 +71,7 @@ def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Ta
         outcomes = Path(folder)
         launched = _Agent(_launch_config(plan), (job, config, options, plan, target, outcomes))
         launched.start()
-        try:
-            launched.wait(stop, outcomes)
-        except KeyboardInterrupt as again:  # a second stop signal: at once
-            _kill_workers(signal.SIGKILL)
-            raise ExitAtOnce(again) from None
+        launched.wait(stop, outcomes)  # a second stop signal ends the job at once, workers too (the CLI's StopFlag)
         return _result(_read_outcomes(outcomes, plan.processes), launched.failed)
 
 
@@ -135,14 +129,6 @@ def _not_the_thread_warning(record: logging.LogRecord) -> bool:
     return "running on a child thread" not in message and not message.startswith("failed (exitcode")
 
 
-def _kill_workers(signum: int) -> None:
-    for child in multiprocessing.active_children():  # the agent's spawned workers
-        try:
-            os.kill(child.pid or 0, signum)
-        except ProcessLookupError:
-            pass
-
-
 def _ready_workers(folder: Path) -> list[int]:
     """The pids of the workers that handle stop signals now (each says so in its ready-<rank> file)."""
     pids = []
@@ -197,7 +183,10 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
         else:  # the processes share the cores
             torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
         dist.init_process_group(plan.backend)
-        stop = CollectiveStop(local_stop, partial(_all_reduce, device))  # all stop at the same iteration
+        # all stop at the same iteration: one all-reduce of a CPU number per iteration, over gloo (on NCCL it would
+        # wait for the GPU's queued work every iteration)
+        group = dist.new_group(backend="gloo") if plan.backend != "gloo" else None
+        stop = CollectiveStop(local_stop, partial(_all_reduce, group))
         outcome = _run(target, (job, config, options, stop, device, rank, plan.processes))
         atomic_write(outcomes / f"{rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))
     if outcome.kind not in ("", "Stopped"):
@@ -218,8 +207,8 @@ def _run(target: Target, args: tuple) -> Outcome:
         return Outcome(None, "AlgorithmError", f"Training process {rank} failed: {type(exc).__name__}: {exc}")
 
 
-def _all_reduce(device: torch.device, name: str, values: np.ndarray) -> np.ndarray:
-    """The sum of `values` over the processes (one small collective)."""
-    tensor = torch.from_numpy(values).to(device)
-    dist.all_reduce(tensor)
-    return tensor.cpu().numpy()
+def _all_reduce(group: dist.ProcessGroup | None, name: str, values: np.ndarray) -> np.ndarray:
+    """The sum of `values` over the processes (one small collective on the CPU)."""
+    tensor = torch.from_numpy(values.copy())
+    dist.all_reduce(tensor, group=group)
+    return tensor.numpy()
