@@ -30,6 +30,7 @@ def worker(algorithm: str, backbone: str, crop: int, batch: int, mode: str) -> d
     from semseg.contract.config import Config
     from semseg.engines.mxnet.loss import SegmentationLoss
     from semseg.engines.mxnet.network import build_model
+    from semseg.fit.class_weights import pixel_weights
 
     config = Config(
         algorithm=algorithm, backbone=backbone, num_classes=21, num_training_samples=8, crop_size=crop,
@@ -47,7 +48,7 @@ def worker(algorithm: str, backbone: str, crop: int, batch: int, mode: str) -> d
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3, "momentum": 0.9})
     for _ in range(2):
         with autograd.record():
-            objective, _ = loss_fn(*net(x), y, mx.nd.array([1.0 / y.size]))
+            objective, _ = loss_fn(*net(x), y, mx.nd.array([1.0 / y.size]), mx.nd.array(pixel_weights(21, None)))
         objective.backward()
         trainer.step(batch)
         mx.nd.waitall()

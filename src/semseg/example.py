@@ -25,12 +25,17 @@ LEARNING_HYPERPARAMETERS = {"optimizer": "adam", "learning_rate": "0.001"}
 COLOURS = [(220, 40, 40), (40, 200, 60), (40, 80, 230), (230, 200, 30), (200, 40, 200)]
 
 
-def draw_sample(rng: np.random.Generator, height: int, width: int, classes: int) -> tuple[Image.Image, Image.Image]:
-    """One image (RGB) and its mask (L) with a few shapes of classes 1..classes-1."""
+def background(rng: np.random.Generator, height: int, width: int) -> tuple[Image.Image, Image.Image]:
+    """Noise around a random grey-ish colour, all class 0."""
     base = rng.integers(60, 140, size=3)
     noise = rng.normal(0, 12, size=(height, width, 3))
     image = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
-    mask = Image.new("L", (width, height), 0)
+    return image, Image.new("L", (width, height), 0)
+
+
+def draw_sample(rng: np.random.Generator, height: int, width: int, classes: int) -> tuple[Image.Image, Image.Image]:
+    """One image (RGB) and its mask (L) with a few shapes of classes 1..classes-1."""
+    image, mask = background(rng, height, width)
     draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(1, 4))):
         cls = int(rng.integers(1, classes))
@@ -43,15 +48,53 @@ def draw_sample(rng: np.random.Generator, height: int, width: int, classes: int)
     return image, mask
 
 
+IMBALANCED_CLASSES = 5  # background, building, and the rare pole, sign and pedestrian
+RARE_CLASSES = (2, 3, 4)
+
+
+def draw_imbalanced_sample(
+    rng: np.random.Generator, height: int, width: int, classes: int = IMBALANCED_CLASSES
+) -> tuple[Image.Image, Image.Image]:
+    """A street-like scene: noisy background (class 0), a large building block (class 1, about a third of the
+    image), and thin or small objects of classes 2-4 (a pole 1/48 of the image wide, a small sign and a small
+    pedestrian, each of these two in 70% of the images): about 1.5% of the pixels together, as in street scenes. `classes` must be 5."""
+    assert classes == IMBALANCED_CLASSES
+    image, mask = background(rng, height, width)
+    draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
+    top = int(rng.integers(0, height // 3))
+    left = int(rng.integers(0, width // 2))
+    box = (left, top, left + width // 2, top + height * 2 // 3)
+    draw_image.rectangle(box, fill=COLOURS[0])
+    draw_mask.rectangle(box, fill=1)
+    side = min(height, width)
+    x, y = int(rng.integers(0, width)), int(rng.integers(0, height // 2))  # a pole: thin, half the height
+    pole = (x, y, min(width, x + max(1, side // 48)) - 1, y + height // 2 - 1)
+    draw_image.rectangle(pole, fill=COLOURS[1])
+    draw_mask.rectangle(pole, fill=2)
+    for cls, w, h in ((3, side // 12, side // 12), (4, max(1, side // 24), side // 8)):  # a sign, a pedestrian
+        if rng.random() < 0.7:
+            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+            draw_image.rectangle((x, y, x + w - 1, y + h - 1), fill=COLOURS[cls - 1])
+            draw_mask.rectangle((x, y, x + w - 1, y + h - 1), fill=cls)
+    return image, mask
+
+
 def write_split(
-    root: Path, split: str, count: int, rng: np.random.Generator, sizes: list[tuple[int, int]], classes: int
+    root: Path,
+    split: str,
+    count: int,
+    rng: np.random.Generator,
+    sizes: list[tuple[int, int]],
+    classes: int,
+    imbalanced: bool = False,
 ) -> None:
     images, masks = root / split, root / f"{split}_annotation"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
+    draw = draw_imbalanced_sample if imbalanced else draw_sample
     for i in range(count):
         h, w = sizes[i % len(sizes)]
-        image, mask = draw_sample(rng, h, w, classes)
+        image, mask = draw(rng, h, w, classes)
         image.save(images / f"{i:04d}.jpg", quality=95)
         mask.save(masks / f"{i:04d}.png")
 
@@ -66,15 +109,17 @@ def make_job(
     hyperparameters: dict[str, Any] | None = None,
     seed: int = 0,
     varied_sizes: bool = False,
+    imbalanced: bool = False,
 ) -> Path:
-    """Write a complete job folder under `base` (the future /opt/ml); return `base`."""
+    """Write a complete job folder under `base` (the future /opt/ml); return `base`. `imbalanced`: the scenes
+    of draw_imbalanced_sample (`classes` must be 5)."""
     rng = np.random.default_rng(seed)
     data = base / "input" / "data"
     sizes = [(size, size)]
     if varied_sizes:
         sizes = [(size, size), (size + 8, size - 8), (size - 8, size + 24)]
-    write_split(data, "train", images, rng, sizes, classes)
-    write_split(data, "validation", validation_images or max(2, images // 4), rng, sizes, classes)
+    write_split(data, "train", images, rng, sizes, classes, imbalanced)
+    write_split(data, "validation", validation_images or max(2, images // 4), rng, sizes, classes, imbalanced)
     hp = {
         "num_classes": str(classes),
         "num_training_samples": str(images),

@@ -72,6 +72,8 @@ SPECS: dict[str, Spec] = {
     "weight_decay": Spec(p.parse_float, p.in_range(0, 1, lo_open=True, hi_open=True)),
     # Not in the managed algorithm's public table; its log shows it as an internal setting.
     "precision_dtype": Spec(p.choice(PRECISIONS)),
+    # This image's extension: the loss's weight per class (README, "Imbalanced data").
+    "class_weights": Spec(p.parse_class_weights),
 }
 
 
@@ -104,6 +106,7 @@ class Config:
     validation_mini_batch_size: int = 4
     weight_decay: float = 0.0001
     precision_dtype: str = "float32"
+    class_weights: str | tuple[float, ...] | None = None  # None: unweighted; "auto": from the training masks
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, Any]) -> Config:
@@ -134,6 +137,10 @@ class Config:
             else:
                 out[field.name] = str(value)
         return out
+
+    @property
+    def auto_class_weights(self) -> bool:
+        return self.class_weights == p.AUTO
 
     @property
     def whole_image_validation(self) -> bool:
@@ -206,6 +213,13 @@ def _cross_field_problems(values: Mapping[str, Any], invalid: set[str]) -> list[
         problems.append(
             f"num_training_samples={samples} is smaller than mini_batch_size={batch}, so an epoch would have no "
             "iterations; set num_training_samples to the number of training images"
+        )
+    weights = values.get("class_weights")
+    classes = values.get("num_classes")
+    if isinstance(weights, tuple) and classes is not None and len(weights) != classes:
+        problems.append(
+            f"class_weights has {len(weights)} numbers but num_classes={classes}; give one weight per class, "
+            "in class-id order, or class_weights=auto"
         )
     scheduler = values.get("lr_scheduler", Config.lr_scheduler)
     steps: tuple[int, ...] = values.get("lr_scheduler_step", ())

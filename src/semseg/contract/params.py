@@ -74,6 +74,37 @@ def parse_int_list(text: str) -> tuple[int, ...]:
     return tuple(parse_int(p) for p in parts)
 
 
+AUTO = "auto"
+
+
+def parse_class_weights(text: str) -> str | tuple[float, ...]:
+    """ "auto", or non-negative weights as "1, 1, 5, 5", "1,1,5,5" or "[1, 1, 5, 5]"; every bad entry is named."""
+    if text.lower() == AUTO:
+        return AUTO
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    parts = [part.strip() for part in inner.split(",")]
+    if not inner.strip():
+        raise ValueError(f'{text!r} is neither auto nor a list of numbers, one per class, e.g. "1, 1, 5, 5"')
+    weights: list[float] = []
+    problems: list[str] = []
+    for i, part in enumerate(parts):
+        try:
+            value = parse_float(part)
+        except ValueError:
+            problems.append(f"entry {i} {part!r} is not a number")
+            continue
+        if value < 0:
+            problems.append(f"entry {i} {part} is negative")
+        weights.append(value)
+    if problems:
+        raise ValueError(", ".join(problems) + '; give auto or one non-negative number per class, e.g. "1, 1, 5, 5"')
+    if not any(weights):
+        raise ValueError(f"{text!r} gives every class the weight 0; at least one class needs a positive weight")
+    return tuple(weights)
+
+
 def choice(options: Sequence[str]) -> Callable[[str], str]:
     """A parser that accepts one of `options` (case-insensitive) and returns it in canonical case."""
 

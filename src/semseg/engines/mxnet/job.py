@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
+import numpy as np
 from mxnet import gluon
 from mxnet.contrib import amp
 
@@ -32,6 +33,7 @@ from semseg.engines.mxnet.loop import Loop
 from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import build_model, load_model, materialize
 from semseg.engines.mxnet.state import MXNetState
+from semseg.fit.class_weights import class_weights
 from semseg.fit.job import Alone, Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult, TrainLoop
 from semseg.fit.memory import check_fits
@@ -72,6 +74,13 @@ def _fit(
     seed_everything(options.seed)
     mx.random.seed(options.seed)
     stop = CollectiveStop(local_stop, server.allreduce) if server else local_stop
+    weights = class_weights(
+        job,
+        config,
+        options.seed,
+        leader=cluster.leader,
+        sum_counts=server and (lambda n: server.sum_counts("classes", n)),
+    )
     loaders = build_loaders(
         job, config, options.seed, options.workers_for(devices.gpu), mxnet_loader, pipe=options.pipe(local_stop),
         shard=(cluster.rank, cluster.size), agree_min=server and (lambda n: server.agree_min("batches", n)),
@@ -94,6 +103,7 @@ def _fit(
     loop: TrainLoop = Loop(
         net, SegmentationLoss(AUX_WEIGHT, IGNORE), trainer, devices.contexts, config.num_classes, config.crop_size,
         mixed_precision, options.pixel_budget, global_batch=config.mini_batch_size if server else None,
+        class_weights=weights, sum_hosts=server and (lambda v: float(server.allreduce("pixels", np.array([v]))[0])),
     )  # fmt: skip
     session = Session(
         DistributedLoop(loop, server) if server else loop,

@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
 from semseg.data.labels import IGNORE
 from semseg.engines.mxnet.network import set_output_size
 from semseg.engines.mxnet.predict import Scorer, normalize
+from semseg.fit.class_weights import MIN_WEIGHT_SUM, pixel_weights
 from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
 from semseg.fit.metrics import ConfusionMatrix
 from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
@@ -38,11 +40,18 @@ class Loop:
         mixed_precision: bool = False,
         pixel_budget: int = DEFAULT_PIXEL_BUDGET,
         global_batch: int | None = None,
+        class_weights: np.ndarray | None = None,
+        sum_hosts: Callable[[float], float] | None = None,
     ) -> None:
-        """`global_batch`: the batch of all hosts together, when this host trains a share of it; its gradient
-        is then weighted by its share, and the parameter server sums the hosts' gradients."""
+        """`global_batch`: the batch of all hosts together, when this host trains a share of it (the parameter
+        server sums the hosts' gradients); `sum_hosts` then sums a number over the hosts, once per iteration
+        for the batch's weighted count of labelled pixels, so the loss is normalised by the whole batch's."""
         self.net = net
         self.global_batch = global_batch
+        self.sum_hosts = sum_hosts
+        table = pixel_weights(num_classes, class_weights)
+        self.weights_cpu = mx.nd.array(table, ctx=mx.cpu())
+        self.weights = [mx.nd.array(table, ctx=ctx) for ctx in contexts]
         self.pixel_budget = pixel_budget
         self.mixed_precision = mixed_precision
         self.loss = loss
@@ -99,19 +108,23 @@ class Loop:
     def _step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
         """One optimizer update on a batch split over the devices; the per-sample losses of each device.
 
-        Every device's objective is scaled by the batch's count of non-ignored pixels (see loss.py), so
-        the summed gradient is that of the whole batch, however it was split.
+        Every device's objective is scaled by the whole batch's weighted count of labelled pixels (see
+        loss.py), so the summed gradient is that of the whole batch, however it was split over devices and hosts.
         """
-        valid = mx.nd.sum(masks.astype("float32") != IGNORE)
-        share = images.shape[0] / self.global_batch if self.global_batch else 1.0  # this host's part of the batch
-        scale = share / mx.nd.maximum(valid, 1.0).reshape((1,))
+        count = mx.nd.sum(mx.nd.take(self.weights_cpu, masks.astype("float32")))  # masks are on the CPU
+        if self.sum_hosts is not None:
+            count = mx.nd.array([self.sum_hosts(float(count.asscalar()))])
+        scale = 1.0 / mx.nd.maximum(count, MIN_WEIGHT_SUM).reshape((1,))
         xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
         ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
         # Copies between devices are all pushed before the first forward op: with SyncBatchNorm a device's
         # worker waits inside the network for its peers, and a copy queued behind it would never run.
         scales = [scale.as_in_context(x.context) for x in xs]
         with autograd.record():
-            outputs = [self.loss(*self.net(normalize(x)), y.astype("float32"), s) for x, y, s in zip(xs, ys, scales)]
+            outputs = [
+                self.loss(*self.net(normalize(x)), y.astype("float32"), s, w)
+                for x, y, s, w in zip(xs, ys, scales, self.weights)
+            ]
             objectives = [objective for objective, _ in outputs]
             if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
                 with amp.scale_loss(objectives, self.trainer) as scaled:

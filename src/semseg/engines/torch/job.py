@@ -12,6 +12,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,7 @@ from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.engines.torch.predict import Precision
 from semseg.engines.torch.state import TorchState
+from semseg.fit.class_weights import class_weights
 from semseg.fit.job import Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult
 from semseg.fit.memory import check_fits
@@ -71,9 +73,10 @@ def train_process(
     loaders = build_loaders(
         job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
     )
+    weights = class_weights(job, config, options.seed, leader=rank == 0)  # every process counts the same masks
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, processes)
-    loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget)
+    loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget, class_weights=weights)
     precision = loop.precision
     if precision.autocast is not None:
         log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
@@ -133,6 +136,7 @@ def make_loop(
     *,
     model: nn.Module | None = None,
     pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+    class_weights: np.ndarray | None = None,
 ) -> TorchLoop:
     """The job's loop for `net` on `device` (trained through `model`, its DDP wrapper, when given): the
     configuration's optimizer, schedule, batch and precision; channels-last on GPUs."""
@@ -148,6 +152,7 @@ def make_loop(
         channels_last=device.type == "cuda",
         pixel_budget=pixel_budget,
         crop_size=config.crop_size,
+        class_weights=class_weights,
     )
 
 

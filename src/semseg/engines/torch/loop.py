@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from semseg.data.labels import IGNORE
+from semseg.engines.torch.loss import SegmentationLoss
 from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.engines.torch.predict import FLOAT32, Inputs, Precision, Scorer
 from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
@@ -43,6 +44,7 @@ class TorchLoop:
         channels_last: bool = False,
         pixel_budget: int = DEFAULT_PIXEL_BUDGET,
         crop_size: int = 0,
+        class_weights: np.ndarray | None = None,
     ) -> None:
         self.net = net
         self.pixel_budget = pixel_budget
@@ -59,27 +61,18 @@ class TorchLoop:
         self.normalize = Inputs(device, channels_last)
         self.score = Scorer(net, self.normalize, precision)
         self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.loss = SegmentationLoss(num_classes, aux_weight, device, class_weights)
 
     @property
     def learning_rate(self) -> float:
         return self.schedule(max(1, self.optimizer.updates))
 
-    def _pixel_losses(self, outputs: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) main + aux_weight x aux negative log-likelihood in float32, 0 on ignored pixels."""
-        losses = F.cross_entropy(outputs[0].float(), labels, ignore_index=IGNORE, reduction="none")
-        if len(outputs) > 1:
-            losses = losses + self.aux_weight * F.cross_entropy(
-                outputs[1].float(), labels, ignore_index=IGNORE, reduction="none"
-            )
-        return losses
-
     def step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One optimizer update; the per-sample mean pixel losses (detached, on the device).
 
-        The objective is the mean pixel loss over the valid pixels of this process's share of the batch, and
-        DDP averages the gradients over the processes: with one process this is exactly MXNet's loss.py (the
-        sum over the batch's valid pixels), with several it equals it when the valid pixels are evenly
-        shared. Gradients are rescaled by 1 / global batch size, as gluon.Trainer.step(batch_size) does.
+        The objective is the whole batch's weighted pixel loss normalised by its weighted labelled pixels
+        (loss.py), as MXNet's loss.py on any split. Gradients are rescaled by 1 / global batch size, as
+        gluon.Trainer.step(batch_size) does.
         """
         self.optimizer.set_lr(self.schedule(self.optimizer.updates + 1))
         self.optimizer.rescale_grad = 1.0 / self.global_batch
@@ -87,9 +80,8 @@ class TorchLoop:
         labels = masks.to(self.device, non_blocking=True).long()
         with self.precision.autocast_on(self.device):
             outputs = self.net(x)
-        pixels = self._pixel_losses(outputs, labels)
-        valid = (labels != IGNORE).sum().clamp(min=1)
-        objective = pixels.sum() / valid
+        pixels = self.loss.pixels(outputs, labels)
+        objective = self.loss.objective(pixels, labels)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(objective).backward()
