@@ -92,7 +92,8 @@ def test_sdk_v2_local_mode_on_two_instances(
 
 
 def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
-    """Estimator.fit -> deploy(1, "local") -> predict with both Accept types -> Transformer over a folder of JPEGs."""
+    """Estimator.fit -> deploy(1, "local") -> predict with both Accept types and with test-time augmentation
+    (CustomAttributes) -> Transformer over a folder of JPEGs."""
     import io
 
     import numpy as np
@@ -117,6 +118,22 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
         probabilities = np.reshape(np.array(record.features["target"].float32_tensor.values), shape)
         assert shape == [1, 3, 40, 52]
         assert np.array_equal(np.squeeze(probabilities, axis=0).argmax(axis=0), np.asarray(mask))
+
+        def probabilities_of(picture: np.ndarray, **args: str) -> np.ndarray:
+            png = io.BytesIO()
+            Image.fromarray(picture).save(png, format="PNG")  # lossless: the mirror is exactly the mirror
+            initial_args = {"Accept": "application/x-protobuf", "ContentType": "image/png", **args}
+            answer = Record()
+            answer.ParseFromString(
+                next(iter(read_recordio(io.BytesIO(predictor.predict(png.getvalue(), initial_args)))))
+            )
+            values = np.array(answer.features["target"].float32_tensor.values, dtype=np.float32)
+            return values.reshape(list(answer.features["shape"].int32_tensor.values))[0]
+
+        picture = np.random.default_rng(3).integers(0, 256, (36, 44, 3), dtype=np.uint8)
+        mirrored = probabilities_of(np.ascontiguousarray(picture[:, ::-1]))[:, :, ::-1]
+        flipped = probabilities_of(picture, CustomAttributes="tta=flip")  # the endpoint's header, through the SDK
+        np.testing.assert_allclose(flipped, (probabilities_of(picture) + mirrored) / 2, rtol=1e-4, atol=1e-6)
     finally:
         predictor.delete_endpoint()
 

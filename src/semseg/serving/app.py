@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from semseg.serving import codecs
+from semseg.serving import codecs, tta
 from semseg.serving.codecs import BadRequest
+from semseg.serving.tta import PLAIN, Augmentation
 
 if TYPE_CHECKING:
     from semseg.engines.mxnet.predict import Predictor
@@ -22,15 +23,22 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request, and batch transform's default MaxPayloadInMB
 StartResponse = Callable[..., Any]
+CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"  # the WSGI name of tta.HEADER
 
 
 class App:
     """GET /ping, GET /execution-parameters, POST /invocations."""
 
     def __init__(
-        self, predictor: Predictor, max_concurrent_transforms: int, max_payload_mb: int = MAX_PAYLOAD_MB
+        self,
+        predictor: Predictor,
+        max_concurrent_transforms: int,
+        max_payload_mb: int = MAX_PAYLOAD_MB,
+        augmentation: Augmentation = PLAIN,
     ) -> None:
+        """`augmentation`: the test-time augmentation of a request without custom attributes (SEMSEG_TTA)."""
         self.predictor = predictor
+        self.augmentation = augmentation
         self.max_payload_mb = max_payload_mb
         self.execution_parameters = {
             "MaxConcurrentTransforms": max_concurrent_transforms,
@@ -61,11 +69,15 @@ class App:
     def invoke(self, environ: dict[str, Any]) -> tuple[bytes, str]:
         codecs.request_type(environ.get("CONTENT_TYPE"))
         accept = codecs.response_type(environ.get("HTTP_ACCEPT"))
+        try:
+            augmentation = tta.parse(environ.get(CUSTOM_ATTRIBUTES), self.augmentation)
+        except tta.BadAttributes as exc:
+            raise BadRequest(400, str(exc)) from None
         image = codecs.decode_image(_read_body(environ, self.max_payload_mb))
         if accept == codecs.PNG:
-            return codecs.encode_png(self.predictor.classes(image)), accept
+            return codecs.encode_png(tta.classes(self.predictor, image, augmentation)), accept
         codecs.check_probabilities_fit(self.predictor.num_classes, *image.shape[:2])  # before the work
-        return codecs.encode_probabilities(self.predictor.probabilities(image)), accept
+        return codecs.encode_probabilities(tta.probabilities(self.predictor, image, augmentation)), accept
 
 
 def _read_body(environ: dict[str, Any], max_payload_mb: int) -> bytes:

@@ -29,7 +29,9 @@ from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import RunOptions, env_int
 from semseg.engines.gpus import Gpu, visible_gpus
 from semseg.engines.mxnet.devices import check_supported
+from semseg.serving import tta
 from semseg.serving.app import MAX_PAYLOAD_MB, App
+from semseg.serving.tta import PLAIN, Augmentation
 from semseg.threads import recommended_threads
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class ServeSettings:
     pixel_budget: int  # SEMSEG_PIXEL_BUDGET: larger images are predicted window by window
     max_payload_mb: int = MAX_PAYLOAD_MB  # SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB, <= 100)
     max_concurrent_transforms: int = 1  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; default one per worker
+    augmentation: Augmentation = PLAIN  # SEMSEG_TTA: a request's test-time augmentation without custom attributes
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int) -> ServeSettings:
@@ -67,7 +70,15 @@ class ServeSettings:
                 MAX_PAYLOAD_LIMIT_MB, max(1, env_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", MAX_PAYLOAD_MB))
             ),
             max_concurrent_transforms=max(1, env_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers)),
+            augmentation=_default_augmentation(environ),
         )
+
+
+def _default_augmentation(environ: Mapping[str, str]) -> Augmentation:
+    try:
+        return tta.parse(environ.get(tta.ENV), where=f"Environment variable {tta.ENV}")
+    except tta.BadAttributes as exc:
+        raise ClientError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,10 @@ def run(served: ServePlan, threads: str) -> None:
         settings.workers,
         f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {threads} thread(s) each",
     )
+    if not settings.augmentation.plain:
+        log.info(
+            "%s: requests without custom attributes are answered with %s", tta.ENV, settings.augmentation.describe()
+        )
     _Server(folder, settings).run()
 
 
@@ -154,7 +169,8 @@ class _Server(BaseApplication):
         from semseg.engines.mxnet.predict import load_predictor
 
         predictor = load_predictor(self.folder, self.device, self.settings.pixel_budget)
-        return App(predictor, self.settings.max_concurrent_transforms, self.settings.max_payload_mb)
+        settings = self.settings
+        return App(predictor, settings.max_concurrent_transforms, settings.max_payload_mb, settings.augmentation)
 
     def _assign_device(self, server: Any, worker: Any) -> None:
         """In the parent, before a worker starts: the GPU no live worker holds (workers restart after faults)."""
