@@ -37,7 +37,7 @@ def gradients(
     labels_t = torch.from_numpy(labels).long()
     pixels = loss.pixels(model(torch.from_numpy(images)), labels_t)
     loss.objective(pixels, labels_t).backward()
-    return {name: p.grad.numpy().copy() for name, p in net.named_parameters()}
+    return {name: p.grad.numpy().copy() for name, p in net.named_parameters() if p.grad is not None}
 
 
 def run(rank: int, world: int, port: int, folder: str, share: list[int], classes: int, weighted: bool) -> None:

@@ -128,6 +128,7 @@ def test_auto_counts_the_training_masks_by_hand(tmp_path: Path) -> None:
     companion = json.loads((base / "model/class_weights.json").read_text())
     assert companion["pixels"] == expected.tolist() and companion["masks_counted"] == 12
     rerun = Config.from_hyperparameters({**config.to_hyperparameters(), "class_weights": companion["hyperparameter"]})
+    assert isinstance(rerun.class_weights, tuple)
     np.testing.assert_allclose(rerun.class_weights, weights, rtol=1e-5)  # a rerun can repeat them
 
 
@@ -149,6 +150,7 @@ def test_a_list_is_used_as_given_and_written_beside_hyperparams(tmp_path: Path) 
     base = make_job(tmp_path / "ml", images=4, size=32)
     config = Config(num_classes=3, num_training_samples=4, class_weights=(1.0, 2.0, 0.5))
     weights = class_weights(load_job(JobPaths(base)), config, seed=0, leader=False)
+    assert weights is not None
     np.testing.assert_array_equal(weights, np.array([1.0, 2.0, 0.5], np.float32))
     assert not (base / "model/class_weights.json").exists()  # only the leader writes
 
