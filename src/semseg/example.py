@@ -57,7 +57,8 @@ def draw_imbalanced_sample(
 ) -> tuple[Image.Image, Image.Image]:
     """A street-like scene: noisy background (class 0), a large building block (class 1, about a third of the
     image), and thin or small objects of classes 2-4 (a pole 1/48 of the image wide, a small sign and a small
-    pedestrian, each of these two in 70% of the images): about 1.5% of the pixels together, as in street scenes. `classes` must be 5."""
+    pedestrian, each of these two in 70% of the images): about 1.5% of the pixels together, as in street
+    scenes. `classes` must be 5."""
     assert classes == IMBALANCED_CLASSES
     image, mask = background(rng, height, width)
     draw_image, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)

@@ -13,7 +13,9 @@ import time
 from itertools import count
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from semseg.example import make_job
 from tests.functional.test_job_life import GRACE_SECONDS, wait_for
@@ -119,10 +121,12 @@ def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_pat
 
 
 def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp_path: Path) -> None:
-    """ShardedByS3Key: host 0 got 8 images, host 1 got 12: both take host 0's number of steps."""
+    """ShardedByS3Key: host 0 got 8 images, host 1 got 12: both take host 0's number of steps, and
+    class_weights=auto counts the masks of both hosts, so they train with the same weights."""
     for rank, images in enumerate((8, 12)):
         base = tmp_path / "sharded" / f"host{rank}"
-        make_job(base, images=images, size=32, hyperparameters={**HP, "num_training_samples": 20})
+        hp = {**HP, "num_training_samples": 20, "class_weights": "auto"}
+        make_job(base, images=images, size=32, hyperparameters=hp, seed=rank)
         channel = {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}
         config = {name: {"TrainingInputMode": "File"} for name in ("validation", "validation_annotation")}
         config.update({"train": channel, "train_annotation": channel})
@@ -132,6 +136,12 @@ def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert all("Channel train (ShardedByS3Key): 4 batches of 2 on this host" in log for log in logs)
     assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
+    weights = [re.findall(r"Class weight \d: \S+", log) for log in logs]
+    assert len(weights[0]) == 3 and weights[0] == weights[1]
+    both = [np.asarray(Image.open(p)) for p in sorted(tmp_path.glob("sharded/host*/input/data/train_annotation/*.png"))]
+    pixels = np.bincount(np.concatenate([m.reshape(-1) for m in both]), minlength=256)[:3]
+    written = json.loads((tmp_path / "sharded/host0/model/class_weights.json").read_text())
+    assert written["pixels"] == pixels.tolist()
 
 
 @pytest.mark.parametrize(

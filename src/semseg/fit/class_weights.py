@@ -48,10 +48,10 @@ def median_frequency(pixels: np.ndarray) -> np.ndarray:
 
 
 def class_weights(
-    job: Job, config: Config, seed: int, *, leader: bool, sum_counts: SumCounts | None = None
+    job: Job, config: Config, seed: int, *, leader: bool, report: bool = True, sum_counts: SumCounts | None = None
 ) -> np.ndarray | None:
-    """The job's (num_classes,) float32 weights, or None for the unweighted loss; logged, and written to the
-    model folder's class_weights.json by the `leader`."""
+    """The job's (num_classes,) float32 weights, or None for the unweighted loss; logged where `report`, and
+    written to the model folder's class_weights.json by the `leader`."""
     if config.class_weights is None:
         return None
     counts: ClassCounts | None = None
@@ -61,14 +61,15 @@ def class_weights(
         counts = ClassCounts(pixels, counts.masks, counts.of, counts.seconds)
         weights = median_frequency(pixels)
         sample = "" if counts.masks == counts.of else f" (a seeded sample of {counts.of})"
-        log.info(
+        (log.info if report else log.debug)(
             "class_weights=auto: median-frequency balancing of %d training masks%s, counted in %.2f s%s",
             counts.masks, sample, counts.seconds, " on this host, summed over the hosts" if sum_counts else "",
         )  # fmt: skip
     else:
         assert isinstance(config.class_weights, tuple)
         weights = np.asarray(config.class_weights, np.float64)
-    _log_weights(weights, counts)
+    if report:
+        _log_weights(weights, counts)
     if leader:
         write_companion(job.paths.model_dir, config, weights, counts)
     return weights.astype(np.float32)

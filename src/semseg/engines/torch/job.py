@@ -73,14 +73,14 @@ def train_process(
     loaders = build_loaders(
         job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
     )
-    weights = class_weights(job, config, options.seed, leader=rank == 0)  # every process counts the same masks
+    first = rank == 0  # every process counts the same masks; the first logs and writes them
+    weights = class_weights(job, config, options.seed, leader=first, report=first)
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, processes)
     loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget, class_weights=weights)
     precision = loop.precision
     if precision.autocast is not None:
         log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
-    first = rank == 0
     session = Session(loop, TorchState(net, loop, config), loaders, _seed_torch, leader=first, report=first)
     return run_job(job, config, options, stop, session)
 
