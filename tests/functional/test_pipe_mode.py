@@ -234,3 +234,13 @@ def test_incremental_training_with_pipe_input(tmp_path: Path, train_job) -> None
         run = train_job(base=base, env=FAST)
     assert run.code == 0, run.failure
     assert any(m.startswith("Incremental training: starting from") for m in run.messages)
+
+
+@pytest.mark.parametrize("engine", ["mxnet", "torch"])
+def test_auto_class_weights_in_pipe_mode_say_to_give_the_list(tmp_path: Path, train_job, engine: str) -> None:
+    base, _ = job(tmp_path, f"weights-{engine}", ("train",), class_weights="auto")
+    started = time.monotonic()
+    run = train_job(base=base, env={"SEMSEG_ENGINE": engine, "SEMSEG_PIPE_TIMEOUT": "60"})
+    assert run.code == 2 and time.monotonic() - started < 30, "before any wait on the FIFO"
+    assert "class_weights=auto counts the pixels of the training masks" in run.failure
+    assert "Give class_weights as a list of num_classes numbers" in run.failure

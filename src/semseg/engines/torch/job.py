@@ -69,12 +69,12 @@ def train_process(
     workers = options.workers_for(on_gpu)
     if on_gpu and processes > 1:
         workers = max(1, workers // processes)
+    first = rank == 0  # every process counts the same masks; the first logs and writes them
+    weights = class_weights(job, config, options.seed, leader=first, report=first)
     make_loader = partial(torch_loader, pin=on_gpu)
     loaders = build_loaders(
         job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
     )
-    first = rank == 0  # every process counts the same masks; the first logs and writes them
-    weights = class_weights(job, config, options.seed, leader=first, report=first)
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, processes)
     loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget, class_weights=weights)
