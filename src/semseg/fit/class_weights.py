@@ -71,7 +71,7 @@ def class_weights(
     if report:
         _log_weights(weights, counts)
     if leader:
-        write_companion(job.paths.model_dir, config, weights, counts)
+        write_companion(job.paths.model_dir, weights, counts)
     return weights.astype(np.float32)
 
 
@@ -87,7 +87,7 @@ def as_hyperparameter(weights: np.ndarray) -> str:
     return ",".join(f"{w:.6g}" for w in weights)
 
 
-def write_companion(model_dir: Path, config: Config, weights: np.ndarray, counts: ClassCounts | None) -> Path:
+def write_companion(model_dir: Path, weights: np.ndarray, counts: ClassCounts | None) -> Path:
     content: dict[str, object] = {
         "class_weights": [float(f"{w:.6g}") for w in weights],
         "hyperparameter": as_hyperparameter(weights),
