@@ -208,6 +208,11 @@ def test_bad_requests_get_their_status_and_the_server_goes_on(app: App) -> None:
         (call(app, "/invocations", jpeg, content_type="text/csv"), 415, "image/jpeg, image/png, application/x-image"),
         (call(app, "/invocations", jpeg, content_type=None), 415, "Content-Type (none)"),
         (call(app, "/invocations", jpeg, accept="application/json"), 415, "image/png, application/x-protobuf"),
+        (
+            call(app, "/invocations", jpeg, accept="application/json"),
+            415,
+            "application/x-recordio-protobuf, image/jpeg",
+        ),
         (call(app, "/invocations", b"not an image at all"), 400, "not a readable image"),
         (call(app, "/invocations", jpeg[: len(jpeg) // 2]), 400, "not a readable image"),
         (call(app, "/invocations", b""), 400, "empty"),
@@ -369,3 +374,21 @@ def test_the_traced_graph_follows_the_image_size(model: ModelFolder) -> None:
         image = photo(height, width, seed=height + width)
         np.testing.assert_allclose(predictor.score(image), imperative(image), rtol=1e-4, atol=1e-5)
         assert predictor.score.size == (height, width)
+
+
+def test_accept_jpeg_is_the_image_blended_with_each_pixels_class_colour(app: App) -> None:
+    from semseg.data.palette import OPACITY, PALETTE
+
+    y, x = np.mgrid[0:48, 0:64]
+    image = np.stack([y * 5, x * 4, 255 - (x + y) * 2], axis=-1).astype(np.uint8)  # smooth: JPEG keeps it well
+    body = encoded(image, "PNG")
+    response = call(app, "/invocations", body, content_type="image/png", accept="image/jpeg")
+    assert response.status == 200 and response.headers["Content-Type"] == "image/jpeg"
+    picture = Image.open(io.BytesIO(response.body))
+    assert picture.format == "JPEG" and picture.mode == "RGB" and picture.size == (64, 48)
+    classes = png_classes(call(app, "/invocations", body, content_type="image/png").body)
+    expected = (1 - OPACITY) * image + OPACITY * PALETTE[classes].astype(np.float64)
+    error = np.abs(np.asarray(picture).astype(np.float64) - expected)
+    assert error.mean() < 2.0 and np.percentile(error, 99) < 12, (error.mean(), np.percentile(error, 99))
+    plain = np.abs(np.asarray(picture).astype(np.float64) - image)
+    assert plain.mean() > 4 * error.mean()  # the colours are really there

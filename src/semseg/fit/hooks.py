@@ -1,5 +1,6 @@
-"""What a job does at the loop's events: per-epoch seeding, the managed log lines, the best weights whenever
-mIOU improves, and a checkpoint after every epoch. The same for every engine."""
+"""What a job does at the loop's events: per-epoch seeding, the managed log lines (and our per-class table and
+time left, semseg.fit.progress), the best weights whenever mIOU improves, and a checkpoint after every epoch.
+The same for every engine."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.loop import EpochResult
+from semseg.fit.progress import TimeLeft, log_class_table
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ class JobHooks:
         seed_epoch: Callable[[int], None],
         checkpoints: CheckpointStore | None,
         early_stopping: EarlyStopping,
+        time_left: TimeLeft | None = None,
     ) -> None:
+        self.time_left = time_left
         self.reporter = reporter
         self.state = state
         self.model_dir = model_dir
@@ -42,12 +46,20 @@ class JobHooks:
     def epoch_start(self, epoch: int) -> None:
         # Dropout draws from the engine's generator: a seed per epoch makes a resumed run repeat the original.
         self.seed_epoch(epoch)
+        if self.time_left is not None:
+            self.time_left.epoch_start()
 
     def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
         self.reporter.progress(epoch, iterations, samples_per_sec, learning_rate)
+        if self.time_left is not None and self.reporter.enabled:
+            log.info("%s", self.time_left.line(epoch, iterations, samples_per_sec))
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
+        if self.time_left is not None:
+            self.time_left.epoch_end()
         self.reporter.epoch_end(result.epoch, result.train_loss, result.throughput, result.pixel_accuracy, result.miou)
+        if result.confusion is not None and self.reporter.enabled:
+            log_class_table(result.epoch, result.confusion)
         if is_best and self.model_dir is not None:  # None: a host other than the first keeps nothing
             keep_best(self.state, self.model_dir)
             log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)

@@ -26,6 +26,7 @@ from semseg.fit.checkpoint import CheckpointStore
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.hooks import JobHooks, JobState, epoch_seed
 from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
+from semseg.fit.progress import TimeLeft
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
         lambda epoch: session.seed_engine(epoch_seed(options.seed, epoch)),
         start.checkpoints if session.report else None,
         start.early_stopping,
+        TimeLeft(config.epochs, config.iterations_per_epoch, config.mini_batch_size / job.cluster.size),
     )
     log.info("Training starts at epoch %d of %d", start.first_epoch, config.epochs)
     try:

@@ -8,7 +8,7 @@ An engine's loop (semseg.engines.mxnet.loop.Loop for MXNet, semseg.engines.torch
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from semseg.contract.errors import AlgorithmError
@@ -63,6 +63,7 @@ class EpochResult:
     throughput: float
     pixel_accuracy: float
     miou: float
+    confusion: ConfusionMatrix | None = field(default=None, compare=False, repr=False)  # the validation's counts
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def fit(
         if should_stop():  # the validation may have been cut short (a stream stops early): not an epoch
             interrupted = True
             break
-        result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou)
+        result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou, matrix)
         history.append(result)
         is_best = early_stopping.update(epoch, result.miou)
         hooks.epoch_end(result, is_best)

@@ -76,6 +76,8 @@ class App:
         image = codecs.decode_image(_read_body(environ, self.max_payload_mb))
         if accept == codecs.PNG:
             return codecs.encode_png(tta.classes(self.predictor, image, augmentation)), accept
+        if accept == codecs.JPEG:
+            return codecs.encode_overlay(image, tta.classes(self.predictor, image, augmentation)), accept
         codecs.check_probabilities_fit(self.predictor.num_classes, *image.shape[:2])  # before the work
         return codecs.encode_probabilities(tta.probabilities(self.predictor, image, augmentation)), accept
 

@@ -1,4 +1,5 @@
-"""Request and response bodies of /invocations: images in, a class-id PNG or RecordIO-protobuf probabilities out."""
+"""Request and response bodies of /invocations: images in; a class-id PNG, RecordIO-protobuf probabilities, or a
+JPEG of the image with its predicted classes blended in (for people) out."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from semseg.data import images
+from semseg.data import images, palette
 from semseg.data.recordio import LENGTH_MASK, frame_parts
 
 REQUEST_TYPES = ("image/jpeg", "image/png", "application/x-image")
 PNG = "image/png"
+JPEG = "image/jpeg"
+JPEG_QUALITY = 90  # and no chroma subsampling: the class colours keep their edges
 PROTOBUF_TYPES = ("application/x-protobuf", "application/x-recordio-protobuf")
-RESPONSE_TYPES = (PNG, *PROTOBUF_TYPES)
+RESPONSE_TYPES = (PNG, *PROTOBUF_TYPES, JPEG)
 
 
 class BadRequest(Exception):
@@ -74,6 +77,14 @@ def encode_png(classes: np.ndarray) -> bytes:
     """A single-channel 8-bit PNG of class ids (the labels' format)."""
     buffer = io.BytesIO()
     Image.fromarray(classes.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_overlay(image: np.ndarray, classes: np.ndarray) -> bytes:
+    """A JPEG of `image` with each pixel's class colour blended in (semseg.data.palette)."""
+    buffer = io.BytesIO()
+    picture = Image.fromarray(palette.overlay(image, classes), mode="RGB")
+    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return buffer.getvalue()
 
 

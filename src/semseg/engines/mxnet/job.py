@@ -45,6 +45,7 @@ def train_mxnet(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
     """The whole job on this host. With several hosts, a failure ends the process without freeing the kvstore
     (ExitAtOnce): freeing it waits for every other host's worker."""
     devices = select_devices(config, options)  # the GPU guard, before any data or model work
+    log.info("Engine: MXNet %s with GluonCV %s, on %s", mx.__version__, _gluoncv_version(), _names(devices.contexts))
     check_fits(config, device_memory(config, devices, job.cluster.size))
     if not job.cluster.distributed:
         return _fit(job, config, options, stop, devices, None)
@@ -115,6 +116,16 @@ def _fit(
         leader=cluster.leader,
     )
     return run_job(job, config, options, stop, session)
+
+
+def _gluoncv_version() -> str:
+    import gluoncv
+
+    return str(gluoncv.__version__)
+
+
+def _names(contexts: Sequence[Any]) -> str:
+    return ", ".join(str(ctx) for ctx in contexts)
 
 
 def _network(job: Job, config: Config, contexts: Sequence[Any], weights_root: Path) -> Any:

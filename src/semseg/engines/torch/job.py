@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
     plan = plan_devices(config, options)  # the GPU checks, before any data or model work
+    where = f"{plan.processes} GPU process(es)" if plan.kind == "cuda" else f"{plan.processes} CPU process(es)"
+    log.info("Engine: PyTorch %s, on %s", torch.__version__, where)
     check_fits(config, device_memory(config, plan))
     if plan.processes > 1 and job.pipes:
         log.warning(
