@@ -1,10 +1,13 @@
-"""What the log shows beyond the managed lines, on both engines: the engine line at start, the per-class IoU
-table after each validation (its mean is the logged mIOU), and the time left on the progress lines' cadence."""
+"""What users see beyond the managed lines: the log's engine line at start, per-class IoU table after each
+validation (its mean is the logged mIOU) and time left on the progress lines' cadence, on both engines; and the
+best epoch's evaluation.json in /opt/ml/output/data."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
 import pytest
 
 
@@ -32,3 +35,33 @@ def test_engine_line_class_table_and_time_left(train_job, engine: str, line: str
     assert len(left) == 4  # 2 iterations per epoch, a progress line each (SEMSEG_PROGRESS_EVERY=1)
     assert re.fullmatch(r"Time left: epoch 1 about 0:00:00, job about 0:00:00", left[-1])
     assert re.fullmatch(r"Time left: epoch 0 about \d:\d\d:\d\d, job about \d:\d\d:\d\d", left[0])
+
+
+def test_evaluation_json_is_the_best_epochs_validation(train_job) -> None:
+    """Checked against a confusion matrix computed independently: the best weights predicting each whole
+    validation image through the server's predictor."""
+    import mxnet as mx
+    from PIL import Image
+
+    from semseg.contract.model_folder import read_model_folder
+    from semseg.engines.mxnet.network import load_model
+    from semseg.engines.mxnet.predict import Predictor
+    from tests.helpers import confusion
+
+    run = train_job({"epochs": 3, "validation_mini_batch_size": 1})
+    assert run.code == 0, run.failure
+    written = json.loads((run.base / "output/data/evaluation.json").read_text())
+    mious = run.metric("validation:mIOU")
+    assert mious[written["epoch"]] == max(mious) and written["mIOU"] == mious[written["epoch"]]
+    assert np.mean(written["per_class_iou"]) == pytest.approx(written["mIOU"], rel=1e-12)
+    matrix = np.array(written["confusion_matrix"])
+    folder = read_model_folder(run.base / "model", "the test's model")
+    predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, 10**6)
+    pairs = []
+    for path in sorted((run.base / "input/data/validation").glob("*.jpg")):
+        mask = np.asarray(Image.open(run.base / "input/data/validation_annotation" / f"{path.stem}.png"))
+        pairs.append((mask, predictor.classes(np.asarray(Image.open(path).convert("RGB")))))
+    independent = confusion(3, *pairs).matrix
+    assert matrix.shape == (3, 3) and matrix.sum() == independent.sum()  # every labelled pixel, once
+    assert np.abs(matrix - independent).sum() <= 0.01 * matrix.sum()  # imperative vs traced graph: a few pixels
+    assert written["pixel_accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum(), rel=1e-12)

@@ -1,7 +1,8 @@
 """A job's outputs are its own. When /opt/ml is reused (`docker run -v /data/ml:/opt/ml` twice; SageMaker always
-starts empty), what an earlier job left in the model folder (its weights, export and hyperparams.json) and its
-failure file are moved aside, with a warning, before this job writes anything: into previous-<UTC time>/ in the
-same folder, so nothing is deleted and no earlier file can pass as this job's. Earlier previous-* folders stay.
+starts empty), what an earlier job left in the model folder (its weights, export and hyperparams.json), in
+output/data (evaluation.json) and its failure file are moved aside, with a warning, before this job writes
+anything: into previous-<UTC time>/ in the same folder, so nothing is deleted and no earlier file can pass as this
+job's. Earlier previous-* folders stay.
 A resumed job takes its best weights from the checkpoint folder, not from here.
 """
 
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def set_aside_earlier_outputs(paths: JobPaths) -> None:
-    """Move an earlier job's files out of the model folder and the failure file's folder."""
-    _set_aside(paths.model_dir, [p for p in _entries(paths.model_dir) if not p.name.startswith(PREVIOUS)])
+    """Move an earlier job's files out of the model folder, output/data and the failure file's folder."""
+    for folder in (paths.model_dir, paths.output_data_dir):
+        _set_aside(folder, [p for p in _entries(folder) if not p.name.startswith(PREVIOUS)])
     if paths.failure_file.is_file():
         _set_aside(paths.failure_file.parent, [paths.failure_file])
 

@@ -56,6 +56,11 @@ class JobPaths:
         return self.base_dir / "output"
 
     @property
+    def output_data_dir(self) -> Path:
+        """Uploaded by SageMaker as output.tar.gz with every job: evaluation.json."""
+        return self.output_dir / "data"
+
+    @property
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 

@@ -14,6 +14,7 @@ from semseg.contract.report import Reporter
 from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
 from semseg.fit.early_stopping import EarlyStopping
+from semseg.fit.evaluation import write_evaluation
 from semseg.fit.loop import EpochResult
 from semseg.fit.progress import TimeLeft, log_class_table
 
@@ -34,7 +35,10 @@ class JobHooks:
         checkpoints: CheckpointStore | None,
         early_stopping: EarlyStopping,
         time_left: TimeLeft | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """`data_dir`: /opt/ml/output/data, for evaluation.json (None: a host other than the first)."""
+        self.data_dir = data_dir
         self.time_left = time_left
         self.reporter = reporter
         self.state = state
@@ -63,6 +67,8 @@ class JobHooks:
         if is_best and self.model_dir is not None:  # None: a host other than the first keeps nothing
             keep_best(self.state, self.model_dir)
             log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)
+        if is_best and self.data_dir is not None and result.confusion is not None:
+            write_evaluation(self.data_dir, result.epoch, result.confusion)
         if self.checkpoints is not None:
             self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best)
 

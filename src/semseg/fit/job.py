@@ -133,6 +133,7 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
         start.checkpoints if session.report else None,
         start.early_stopping,
         TimeLeft(config.epochs, config.iterations_per_epoch, config.mini_batch_size / job.cluster.size),
+        job.paths.output_data_dir if session.leader else None,
     )
     log.info("Training starts at epoch %d of %d", start.first_epoch, config.epochs)
     try:
