@@ -36,7 +36,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     MXNET_HOME=/opt/mxnet \
     SEMSEG_ENGINE=${ENGINE} \
     MXNET_CUDNN_AUTOTUNE_DEFAULT=1 \
-    MXNET_GPU_MEM_POOL_TYPE=Round
+    MXNET_GPU_MEM_POOL_TYPE=Round \
+    MPLCONFIGDIR=/opt/matplotlib \
+    MPLBACKEND=Agg
 # libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 libquadmath0 libgfortran5 \
@@ -45,7 +47,9 @@ RUN apt-get update \
 COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock \
- && rm /tmp/requirements.lock
+ && rm /tmp/requirements.lock \
+ && /opt/venv/bin/python -c "import matplotlib.pyplot" && chmod -R a+rwX /opt/matplotlib
+# (matplotlib's font cache, built once here rather than at every job's first picture; any user may read it)
 # GPU: the CUDA wheels' lib folders on the loader's path, so libmxnet.so finds libcudart, cuDNN, NCCL, ...
 # (ld.so.conf.d survives the NVIDIA runtime's own ldconfig run, which adds the driver's libraries).
 RUN if [ "$FLAVOUR" = gpu ]; then \

@@ -47,6 +47,9 @@ demo: $(STAMP)
 	@echo "Model artifacts in $(DEMO_DIR)/model:"; ls -l $(DEMO_DIR)/model
 	@echo "Validation mIOU per epoch (all metric lines are in demo/train.log):"
 	@grep -o 'epoch: [0-9]*, validation mIOU: [0-9.]*' demo/train.log
+	@echo "Pictures of the best epoch and evaluation.json in $(DEMO_DIR)/output/data:"; ls $(DEMO_DIR)/output/data
+	@echo "TensorBoard's event files in $(DEMO_DIR)/output/tensorboard; to look at them:"
+	@echo "  $(BIN)/tensorboard --logdir $(DEMO_DIR)/output/tensorboard   (then open http://localhost:6006)"
 
 ## test: the whole suite: unit, functional (real MXNet and PyTorch on CPU) and container tests (real Docker + SDK)
 test: $(TORCH_STAMP)

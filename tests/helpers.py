@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from semseg.data.labels import IGNORE
@@ -15,3 +18,16 @@ def confusion(num_classes: int, *batches: tuple[np.ndarray, np.ndarray]) -> Conf
     for labels, predictions in batches:
         matrix.add(labels, predictions, IGNORE)
     return matrix
+
+
+def read_board(folder: Path) -> Any:
+    """The event files of `folder`, read back by TensorBoard's own reader (purged events left out, as it shows)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    board.Reload()
+    return board
+
+
+def board_scalars(board: Any, tag: str) -> list[tuple[int, float]]:
+    return [(event.step, event.value) for event in board.Scalars(tag)]

@@ -27,6 +27,10 @@ def test_docker_run_trains(image: str, tmp_path: Path, args: tuple[str, ...]) ->
     assert "#progress_metric: host=algo-1, completed 100 % of epochs" in proc.stdout
     assert not (base / "output" / "failure").exists()
     assert json.loads((base / "model" / "hyperparams.json").read_text())["epochs"] == "2"
+    data = {p.name for p in (base / "output" / "data").iterdir()}
+    assert {"evaluation.json", "confusion_matrix.png", "learning_curves.png", "validation-0.png"} <= data
+    assert len(list((base / "output" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert "Warning" not in proc.stderr and "Matplotlib" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
 
 
 def test_bad_hyperparameter_writes_the_failure_file(image: str, tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import mxnet as mx
+import numpy as np
 import pytest
 from gluoncv.model_zoo import FCN
 
 from semseg.example import make_job
 from tests.functional.test_model import evaluate_plain
+from tests.helpers import board_scalars, read_board
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +79,14 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, train_job, e
     assert resumed.metric("validation:mIOU") == pytest.approx(whole.metric("validation:mIOU")[2:], abs=1e-6)
     assert resumed.metric("train:loss") == pytest.approx(whole.metric("train:loss")[2:], rel=1e-5)
     assert (base / "model" / "model_best.params").exists()
+    # TensorBoard: the resumed job appends one timeline (4 updates per epoch); what the stopped job wrote after
+    # its checkpoint (epoch 2's first progress points, maybe) is purged.
+    assert len(list((base / "output/tensorboard").glob("events.out.tfevents.*"))) == 2
+    board = read_board(base / "output/tensorboard")
+    losses = board_scalars(board, "train/loss")
+    assert [s for s, _ in losses] == [4, 8, 12, 16]
+    assert [v for _, v in losses[2:]] == [float(np.float32(v)) for v in resumed.metric("train:loss")]
+    assert [s for s, _ in board_scalars(board, "progress/loss")] == list(range(1, 17)), "each update once"
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -57,8 +57,13 @@ class JobPaths:
 
     @property
     def output_data_dir(self) -> Path:
-        """Uploaded by SageMaker as output.tar.gz with every job: evaluation.json."""
+        """Uploaded by SageMaker as output.tar.gz with every job: evaluation.json and pictures (semseg.fit.outputs)."""
         return self.output_dir / "data"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Uploaded by SageMaker when the job sets a TensorBoard output config (semseg.fit.board)."""
+        return self.output_dir / "tensorboard"
 
     @property
     def failure_file(self) -> Path:

@@ -1,6 +1,6 @@
 """What a job does at the loop's events: per-epoch seeding, the managed log lines (and our per-class table and
-time left, semseg.fit.progress), the best weights whenever mIOU improves, and a checkpoint after every epoch.
-The same for every engine."""
+time left, semseg.fit.progress), the best weights whenever mIOU improves, what people look at (output/data and
+TensorBoard, semseg.fit.outputs), and a checkpoint after every epoch. The same for every engine."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from semseg.contract.report import Reporter
 from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
 from semseg.fit.early_stopping import EarlyStopping
-from semseg.fit.evaluation import write_evaluation
 from semseg.fit.loop import EpochResult
+from semseg.fit.outputs import Outputs
 from semseg.fit.progress import TimeLeft, log_class_table
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,10 @@ class JobHooks:
         checkpoints: CheckpointStore | None,
         early_stopping: EarlyStopping,
         time_left: TimeLeft | None = None,
-        data_dir: Path | None = None,
+        outputs: Outputs | None = None,
     ) -> None:
-        """`data_dir`: /opt/ml/output/data, for evaluation.json (None: a host other than the first)."""
-        self.data_dir = data_dir
+        """`outputs`: output/data and TensorBoard (None: a host other than the first)."""
+        self.outputs = outputs
         self.time_left = time_left
         self.reporter = reporter
         self.state = state
@@ -53,10 +53,12 @@ class JobHooks:
         if self.time_left is not None:
             self.time_left.epoch_start()
 
-    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float, loss: float) -> None:
         self.reporter.progress(epoch, iterations, samples_per_sec, learning_rate)
         if self.time_left is not None and self.reporter.enabled:
             log.info("%s", self.time_left.line(epoch, iterations, samples_per_sec))
+        if self.outputs is not None:
+            self.outputs.progress(epoch, iterations, loss, learning_rate)
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
         if self.time_left is not None:
@@ -67,8 +69,8 @@ class JobHooks:
         if is_best and self.model_dir is not None:  # None: a host other than the first keeps nothing
             keep_best(self.state, self.model_dir)
             log.info("Epoch %d: best validation mIOU so far, kept for %s", result.epoch, BEST_PARAMS)
-        if is_best and self.data_dir is not None and result.confusion is not None:
-            write_evaluation(self.data_dir, result.epoch, result.confusion)
+        if self.outputs is not None:
+            self.outputs.epoch_end(result, is_best)
         if self.checkpoints is not None:
             self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best)
 

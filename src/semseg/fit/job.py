@@ -22,10 +22,12 @@ from semseg.contract.options import RunOptions
 from semseg.contract.report import Reporter
 from semseg.contract.signals import StopSignal
 from semseg.fit.artifacts import finish, restore_best, write_hyperparams
+from semseg.fit.board import Board
 from semseg.fit.checkpoint import CheckpointStore
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.hooks import JobHooks, JobState, epoch_seed
 from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
+from semseg.fit.outputs import Outputs, Samples
 from semseg.fit.progress import TimeLeft
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], 
 def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start) -> FitResult:
     """fit() with the job's hooks; a diverged loss becomes an AlgorithmError that says what to change."""
     model_dir = job.paths.model_dir
+    outputs = people_outputs(job, config, session, start) if session.leader else None
     reporter = Reporter(job.current_host, config.epochs, enabled=session.report)
     hooks = JobHooks(
         reporter,
@@ -133,14 +136,14 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
         start.checkpoints if session.report else None,
         start.early_stopping,
         TimeLeft(config.epochs, config.iterations_per_epoch, config.mini_batch_size / job.cluster.size),
-        job.paths.output_data_dir if session.leader else None,
+        outputs,
     )
     log.info("Training starts at epoch %d of %d", start.first_epoch, config.epochs)
     try:
         result = fit(
             session.loop,
             session.loaders[0],
-            session.loaders[1],
+            outputs.samples if outputs is not None else session.loaders[1],
             epochs=config.epochs,
             whole_image_validation=config.whole_image_validation,
             early_stopping=start.early_stopping,
@@ -155,10 +158,19 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
             f"{exc.message} Lower learning_rate (now {config.learning_rate:g}), e.g. to a tenth. "
             f"Kept in {model_dir}: {kept}."
         ) from exc
+    finally:
+        if outputs is not None:
+            outputs.close()
     if result.stopped_early:
         last = result.epochs_run + start.first_epoch - 1
         log.info("Early stopping after epoch %d: best mIOU %.6f at epoch %d", last, result.best_miou, result.best_epoch)
     return result
+
+
+def people_outputs(job: Job, config: Config, session: Session, start: Start) -> Outputs:
+    """output/data and TensorBoard (the first host's), with the validation images kept as they pass by."""
+    board = Board.open(job.paths.tensorboard_dir, config.iterations_per_epoch, start.first_epoch)
+    return Outputs(job.paths.output_data_dir, board, Samples(session.loaders[1]), session.loop.classes)
 
 
 def stopped_or(result: FitResult, stop: StopSignal) -> FitResult:

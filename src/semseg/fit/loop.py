@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from semseg.contract.errors import AlgorithmError
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.metrics import ConfusionMatrix
@@ -38,7 +40,8 @@ class Hooks(Protocol):
 
     def epoch_start(self, epoch: int) -> None: ...
 
-    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None: ...
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float, loss: float) -> None:
+        """A progress point; `loss`: this process's mean loss per sample since the last one."""
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None: ...
 
@@ -49,7 +52,7 @@ class NoHooks:
     def epoch_start(self, epoch: int) -> None:
         pass
 
-    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float) -> None:
+    def progress(self, epoch: int, iterations: int, samples_per_sec: float, learning_rate: float, loss: float) -> None:
         pass
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
@@ -63,6 +66,7 @@ class EpochResult:
     throughput: float
     pixel_accuracy: float
     miou: float
+    learning_rate: float = 0.0  # at the epoch's end
     confusion: ConfusionMatrix | None = field(default=None, compare=False, repr=False)  # the validation's counts
 
 
@@ -92,6 +96,14 @@ class TrainLoop(Protocol):
     ) -> tuple[float, float] | None: ...
 
     def evaluate(self, batches: Iterable[Any], whole_images: bool) -> ConfusionMatrix: ...
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the last update."""
+
+    def classes(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class ids (HxW) of a few HxWx3 uint8 images, each at its own size, in this process alone (the pictures
+        of a job): in evaluation mode, then back to training."""
 
 
 def fit(
@@ -129,7 +141,7 @@ def fit(
         if should_stop():  # the validation may have been cut short (a stream stops early): not an epoch
             interrupted = True
             break
-        result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou, matrix)
+        result = EpochResult(epoch, loss, throughput, matrix.pixel_accuracy, matrix.miou, loop.learning_rate, matrix)
         history.append(result)
         is_best = early_stopping.update(epoch, result.miou)
         hooks.epoch_end(result, is_best)

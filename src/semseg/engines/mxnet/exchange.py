@@ -202,6 +202,13 @@ class DistributedLoop:
         result: tuple[float, float] | None = self.loop.train_epoch(batches, epoch, hooks, progress_every, should_stop)
         return result
 
+    @property
+    def learning_rate(self) -> float:
+        return float(self.loop.learning_rate)
+
+    def classes(self, images: list[Any]) -> list[Any]:
+        return list(self.loop.classes(images))
+
     def evaluate(self, batches: Iterable[Any], whole_images: bool) -> ConfusionMatrix:
         local: ConfusionMatrix = self.loop.evaluate(batches, whole_images)
         total = ConfusionMatrix(local.num_classes)

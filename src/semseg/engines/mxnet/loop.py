@@ -80,6 +80,7 @@ class Loop:
         samples = 0
         start = tick = time.perf_counter()
         tick_samples = 0
+        tick_loss = 0.0
         iteration = 0
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
@@ -96,14 +97,20 @@ class Loop:
                 self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
                 now = time.perf_counter()
                 speed = (samples - tick_samples) / max(now - tick, 1e-9)
-                hooks.progress(epoch, iteration, speed, self.trainer.learning_rate)
-                tick, tick_samples = now, samples
+                loss_sum = sum(total.asscalar() for total in totals)
+                loss = (loss_sum - tick_loss) / max(samples - tick_samples, 1)
+                hooks.progress(epoch, iteration, speed, self.trainer.learning_rate, float(loss))
+                tick, tick_samples, tick_loss = now, samples, loss_sum
         if should_stop():  # a stream ends its epoch early when told to stop
             return None
         self._check_finite(first_bad, epoch)
         loss_sum = sum(total.asscalar() for total in totals)
         elapsed = time.perf_counter() - start
         return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.trainer.learning_rate)
 
     def _step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
         """One optimizer update on a batch split over the devices; the per-sample losses of each device.
@@ -177,3 +184,18 @@ class Loop:
         for count in counts:
             matrix.add_counts(count.asnumpy())
         return matrix
+
+    def classes(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class ids of a few images on the first device: crops of the training size through the traced network,
+        other sizes imperatively (by windows above the pixel budget), as `evaluate` scores them."""
+        ctx = self.contexts[0]
+        if all(image.shape[:2] == (self.crop_size, self.crop_size) for image in images):
+            batch = mx.nd.array(np.stack(images), ctx=ctx, dtype="uint8")
+            return list(self.net(normalize(batch))[0].argmax(axis=1).asnumpy().astype(np.uint8))
+        windows = SlidingWindows(Scorer(self.net, ctx), self.crop_size, self.pixel_budget)
+        self.net.hybridize(active=False)
+        try:
+            return [windows.classes(image) for image in images]
+        finally:
+            set_output_size(self.net, self.crop_size, self.crop_size)
+            self.net.hybridize(**HYBRIDIZE)

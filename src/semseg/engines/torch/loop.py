@@ -105,6 +105,7 @@ class TorchLoop:
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
         samples = tick_samples = 0
+        tick_loss = 0.0
         start = tick = time.perf_counter()
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
@@ -117,8 +118,11 @@ class TorchLoop:
             if iteration % progress_every == 0:
                 self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
                 now = time.perf_counter()
-                hooks.progress(epoch, iteration, (samples - tick_samples) / max(now - tick, 1e-9), self.learning_rate)
-                tick, tick_samples = now, samples
+                loss_sum = float(total.item())  # this process's: no collective here
+                loss = (loss_sum - tick_loss) / max((samples - tick_samples) // self.world, 1)
+                speed = (samples - tick_samples) / max(now - tick, 1e-9)
+                hooks.progress(epoch, iteration, speed, self.learning_rate, loss)
+                tick, tick_samples, tick_loss = now, samples, loss_sum
         if should_stop():  # a stream ends its epoch early when told to stop
             return None
         self._check_finite(first_bad, epoch)
@@ -165,3 +169,18 @@ class TorchLoop:
         matrix = ConfusionMatrix(classes)
         matrix.add_counts(counts.cpu().numpy())
         return matrix
+
+    @torch.inference_mode()
+    def classes(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class ids of a few images in this process alone (the network without its DDP wrapper, which would
+        wait for the other processes), by windows above the pixel budget, as `evaluate` scores them."""
+        net = getattr(self.net, "module", self.net)
+        net.eval()
+        try:
+            score = Scorer(net, self.normalize, self.precision)
+            if not self.crop_size:
+                return [score(image).argmax(axis=0).astype(np.uint8) for image in images]
+            windows = SlidingWindows(score, self.crop_size, self.pixel_budget)
+            return [windows.classes(image) for image in images]
+        finally:
+            self.net.train()
