@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from sagemaker.core.local.local_session import LocalSession
-from sagemaker.train.configs import Compute, InputData
+from sagemaker.core.training.configs import Compute, InputData
 from sagemaker.train.model_trainer import Mode, ModelTrainer
 
 CHANNELS = ("train", "train_annotation", "validation", "validation_annotation")
@@ -42,6 +42,7 @@ def train(image: str, job: Path, root: Path) -> Path:
 
 
 def serve(image: str, model: Path, root: Path, request: bytes, out: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
     session = LocalSession()
     session.config = {"local": {"local_code": True, "container_root": str(root)}}
     client = session.sagemaker_client

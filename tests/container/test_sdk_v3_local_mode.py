@@ -17,6 +17,15 @@ from tests.container.conftest import ROOT, jpeg, make_job
 pytestmark = pytest.mark.container
 
 
+# LocalSession needs a region and (dummy) credentials; with file:// model data it never calls AWS
+OFFLINE = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "SAGEMAKER_TELEMETRY_OPT_OUT": "true",
+}
+
+
 def sdk3_python() -> str:
     python = os.environ.get("SEMSEG_SDK3_PYTHON") or str(ROOT / ".venv-sdk3" / "bin" / "python")
     assert Path(python).exists(), f"{python} is missing: run `make test-container`, which makes .venv-sdk3"
@@ -40,6 +49,7 @@ def test_model_trainer_trains_and_local_session_serves(image: str, tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, **OFFLINE},
         check=False,
     )
     out = done.stdout + done.stderr

@@ -87,6 +87,10 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, train_job, e
     assert [s for s, _ in losses] == [4, 8, 12, 16]
     assert [v for _, v in losses[2:]] == [float(np.float32(v)) for v in resumed.metric("train:loss")]
     assert [s for s, _ in board_scalars(board, "progress/loss")] == list(range(1, 17)), "each update once"
+    meta = json.loads((base / "checkpoints" / "epoch-0003" / "meta.json").read_text())
+    assert [h["epoch"] for h in meta["outputs"]["history"]] == [0, 1, 2, 3], "the curves go on"
+    written = json.loads((base / "output/data/evaluation.json").read_text())
+    assert written["epoch"] == int(np.argmax(whole.metric("validation:mIOU")))
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -86,3 +86,33 @@ def test_a_writer_that_fails_later_stops_writing_with_one_warning(caplog: pytest
         board.progress(0, 1, 1.0, 0.1)
         board.progress(0, 2, 1.0, 0.1)
     assert Failing.calls == 1 and caplog.text.count("TensorBoard event files stop here (disk full)") == 1
+
+
+def test_a_resumed_jobs_outputs_go_on_from_the_checkpoints_record(tmp_path: Path) -> None:
+    import json
+
+    from semseg.fit.outputs import Outputs, Samples
+
+    def matrix(seed: int) -> ConfusionMatrix:
+        rng = np.random.default_rng(seed)
+        m = ConfusionMatrix(3)
+        m.add(rng.integers(0, 3, 500), rng.integers(0, 3, 500), 255)
+        return m
+
+    first = Outputs(tmp_path / "first", None, Samples([]), lambda images: [])
+    results = [EpochResult(e, 1.0 / (e + 1), 9.0, 0.5, m.miou, 1e-3, m) for e, m in enumerate([matrix(0), matrix(1)])]
+    best = int(np.argmax([r.miou for r in results]))
+    for result in results:
+        first.epoch_end(result, is_best=result.epoch == best)
+    record = json.loads(json.dumps(first.record()))  # as meta.json keeps it
+    resumed = Outputs(tmp_path / "resumed", None, Samples([]), lambda images: [])
+    resumed.resume(record, 3)
+    assert [r.epoch for r in resumed.history] == [0, 1] and resumed.best_epoch == best
+    assert [r.miou for r in resumed.history] == [r.miou for r in results]
+    written = json.loads((tmp_path / "resumed" / "evaluation.json").read_text())
+    assert written == json.loads((tmp_path / "first" / "evaluation.json").read_text())
+    assert (tmp_path / "resumed" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "resumed" / "learning_curves.png").is_file()
+    unreadable = Outputs(tmp_path / "bad", None, Samples([]), lambda images: [])
+    unreadable.resume({"history": [{"epoch": "x", "nonsense": 1}]}, 3)
+    assert unreadable.history == [] and not (tmp_path / "bad").exists()

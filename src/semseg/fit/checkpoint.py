@@ -61,6 +61,7 @@ class Resume:
     next_epoch: int
     early_stopping: EarlyStopping
     best_params: Path | None
+    outputs: dict[str, Any] | None = None  # what semseg.fit.outputs keeps across a resume (history, best counts)
 
 
 class CheckpointStore:
@@ -68,8 +69,16 @@ class CheckpointStore:
         self.folder = folder
         self.fingerprint = fingerprint
 
-    def save(self, epoch: int, state: EngineState, early_stopping: EarlyStopping, is_best: bool) -> Path:
-        """Write the checkpoint of a completed epoch; keep only it and the best weights."""
+    def save(
+        self,
+        epoch: int,
+        state: EngineState,
+        early_stopping: EarlyStopping,
+        is_best: bool,
+        outputs: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write the checkpoint of a completed epoch; keep only it and the best weights. `outputs`: plain data
+        of semseg.fit.outputs for a resumed job's curves and evaluation.json (in meta.json)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"epoch-{epoch:04d}"
         tmp = self.folder / f".{final.name}.tmp"
@@ -84,6 +93,7 @@ class CheckpointStore:
             "early_stopping": early_stopping.to_dict(),
             "sizes": {name: (tmp / name).stat().st_size for name in state.files},
             "is_best": is_best,  # resume then re-copies the best file from here: it may have missed the copy below
+            "outputs": outputs,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         fsync_tree(tmp)
@@ -138,6 +148,7 @@ class CheckpointStore:
             next_epoch=int(meta["epoch"]) + 1,
             early_stopping=EarlyStopping.from_dict(meta["early_stopping"]),
             best_params=best if best.is_file() else None,
+            outputs=meta.get("outputs"),
         )
 
     def _move_aside(self, paths: list[Path]) -> None:

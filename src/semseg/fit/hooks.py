@@ -72,7 +72,8 @@ class JobHooks:
         if self.outputs is not None:
             self.outputs.epoch_end(result, is_best)
         if self.checkpoints is not None:
-            self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best)
+            record = self.outputs.record() if self.outputs is not None else None
+            self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best, record)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

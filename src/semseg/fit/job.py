@@ -74,6 +74,7 @@ class Start:
     checkpoints: CheckpointStore | None
     first_epoch: int
     early_stopping: EarlyStopping
+    outputs: dict[str, Any] | None = None  # the checkpoint's record for semseg.fit.outputs
 
 
 def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
@@ -120,7 +121,7 @@ def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], 
         early_stopping, best=progress.best, best_epoch=progress.best_epoch,
         epochs_without_improvement=progress.epochs_without_improvement,
     )  # fmt: skip
-    return Start(checkpoints if leader else None, restored.next_epoch, resumed)
+    return Start(checkpoints if leader else None, restored.next_epoch, resumed, restored.outputs)
 
 
 def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start) -> FitResult:
@@ -170,7 +171,10 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
 def people_outputs(job: Job, config: Config, session: Session, start: Start) -> Outputs:
     """output/data and TensorBoard (the first host's), with the validation images kept as they pass by."""
     board = Board.open(job.paths.tensorboard_dir, config.iterations_per_epoch, start.first_epoch)
-    return Outputs(job.paths.output_data_dir, board, Samples(session.loaders[1]), session.loop.classes)
+    outputs = Outputs(job.paths.output_data_dir, board, Samples(session.loaders[1]), session.loop.classes)
+    if start.outputs:
+        outputs.resume(start.outputs, config.num_classes)
+    return outputs
 
 
 def stopped_or(result: FitResult, stop: StopSignal) -> FitResult:

@@ -14,6 +14,7 @@ mode has them too; the network predicts them again after each epoch (MAX_PICTURE
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -25,6 +26,7 @@ import numpy as np
 from semseg.fit.board import Board
 from semseg.fit.evaluation import write_evaluation
 from semseg.fit.loop import EpochResult
+from semseg.fit.metrics import ConfusionMatrix
 from semseg.fit.pictures import MAX_PICTURES, confusion_png, curves_png, save_png, triptych
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,41 @@ class Outputs:
             for n, picture in enumerate(pictures):
                 self._draw(VALIDATION_PNG.format(n=n), partial(save_png, picture))
         self._draw(CURVES_PNG, lambda path: curves_png(self.history, self.best_epoch, path))
+
+    def record(self) -> dict[str, Any]:
+        """Plain data for the checkpoint: the epochs so far and the best epoch's counts."""
+        best = next((r for r in self.history if r.epoch == self.best_epoch and r.confusion is not None), None)
+        return {
+            "history": [dataclasses.asdict(dataclasses.replace(r, confusion=None)) for r in self.history],
+            "best": None if best is None or best.confusion is None else {
+                "epoch": best.epoch, "confusion": best.confusion.matrix.tolist(),
+            },
+        }  # fmt: skip
+
+    def resume(self, record: dict[str, Any], num_classes: int) -> None:
+        """A resumed job's curves go on from the checkpoint's epochs, and its evaluation.json and
+        confusion_matrix.png are the best epoch's at once (its validation pictures come at the next improvement)."""
+        try:
+            best = record.get("best")
+            matrix = None
+            if best is not None:
+                matrix = ConfusionMatrix(num_classes)
+                matrix.add_counts(np.asarray(best["confusion"]).reshape(-1))
+                self.best_epoch = int(best["epoch"])
+            for item in record.get("history", []):
+                result = EpochResult(**{k: v for k, v in item.items() if k != "confusion"})
+                self.history.append(
+                    dataclasses.replace(result, confusion=matrix) if result.epoch == self.best_epoch else result
+                )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("The checkpoint's record of earlier epochs is unreadable (%s): curves start here", exc)
+            self.history, self.best_epoch = [], -1
+            return
+        if matrix is not None:
+            write_evaluation(self.data_dir, self.best_epoch, matrix)
+            self._draw(CONFUSION_PNG, lambda path: confusion_png(matrix, self.best_epoch, path))
+        if self.history:
+            self._draw(CURVES_PNG, lambda path: curves_png(self.history, self.best_epoch, path))
 
     def close(self) -> None:
         if self.board is not None:
