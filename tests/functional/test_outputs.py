@@ -5,6 +5,7 @@ resumed job's timeline going on (test_job_life), and that none of it can fail th
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -122,3 +123,18 @@ def test_a_fresh_job_moves_an_earlier_jobs_event_files_aside(train_job, tmp_path
     (aside,) = folder.glob("previous-*")
     assert [p.name for p in aside.iterdir()] == [first[0].name]
     assert [s for s, _ in board_scalars(read_board(folder), "train/loss")] == [2], "one timeline, this job's"
+
+
+def test_two_torch_processes_write_one_set_of_outputs(train_job) -> None:
+    """SEMSEG_CPU_DEVICES=2: two DDP processes; the first alone writes, with the global mIOU and its own pictures."""
+    run = train_job({"epochs": 2}, env={"SEMSEG_ENGINE": "torch", "SEMSEG_CPU_DEVICES": "2"}, validation_images=4)
+    assert run.code == 0, run.failure
+    folder = run.base / "output/tensorboard"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    board = read_board(folder)
+    mious = board_scalars(board, "validation/mIOU")
+    assert [s for s, _ in mious] == [2, 4]
+    written = json.loads((run.base / "output/data/evaluation.json").read_text())  # the workers' log is not captured
+    assert max(v for _, v in mious) == float(np.float32(written["mIOU"]))
+    assert np.array(written["confusion_matrix"]).sum() > 2 * 32 * 32, "global: more than one share of 2 images"
+    assert sorted(board.Tags()["images"]) == ["validation/0", "validation/1"], "the first process's share: 2 of 4"

@@ -19,6 +19,7 @@ from PIL import Image
 
 from semseg.example import make_job
 from tests.functional.test_job_life import GRACE_SECONDS, wait_for
+from tests.helpers import board_scalars, read_board
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,12 @@ def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path) -> No
     assert metric(logs[0], "train loss") != metric(logs[1], "train loss"), "each host its own half of the batch"
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (bases[0] / "model").iterdir()}
     assert not (bases[1] / "model").exists() or not any((bases[1] / "model").iterdir()), "only the first host writes"
+    for folder in ("output/data", "output/tensorboard"):  # what people look at: the first host's too
+        assert any((bases[0] / folder).iterdir()) and not (bases[1] / folder).exists(), folder
+    board = read_board(bases[0] / "output/tensorboard")
+    assert [v for _, v in board_scalars(board, "validation/mIOU")] == [
+        float(np.float32(v)) for v in metric(logs[0], "validation mIOU")
+    ], "the global mIOU"
     assert "runs scheduler and server and a worker" in logs[0] and "runs server and a worker" in logs[1]
 
 
