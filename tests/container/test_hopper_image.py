@@ -1,6 +1,7 @@
 """The Hopper image, checked as far as a machine without a GPU allows: PyTorch's CUDA libraries resolve from
 NVIDIA's wheels and carry Hopper code, the image defaults to the PyTorch engine, and a job in it trains on the
-CPU with the managed metric lines and GluonCV artifacts (written by the CPU MXNet it carries for that)."""
+CPU with the managed metric lines and GluonCV artifacts (written by the CPU MXNet it carries for that), and its
+`serve` predicts with PyTorch as the CPU image's MXNet does."""
 
 from __future__ import annotations
 
@@ -63,3 +64,42 @@ def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_im
         hopper_image, "-c", code,
     )  # fmt: skip
     assert loaded.stdout.strip().splitlines()[-1] == "(1, 3, 32, 32)"
+
+
+def test_the_hopper_image_serves_with_torch_as_the_cpu_image_serves(
+    image: str, hopper_image: str, tmp_path: Path
+) -> None:
+    """The same model.tar.gz contents, `serve` over real HTTP in both images: the Hopper image's PyTorch answers
+    the class PNG of the CPU image's MXNet on at least 99% of the pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.container.test_serving import free_port, request, wait_for_ping
+
+    base = make_job(image, tmp_path / "ml", {"epochs": "1"})
+    trained = run_job(image, base)
+    assert trained.returncode == 0, trained.stdout[-3000:]
+    picture = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (41, 53, 3), dtype=np.uint8)).save(picture, "PNG")
+    answers, logs = {}, {}
+    for engine, tag in (("mxnet", image), ("torch", hopper_image)):
+        port = free_port()
+        name = f"semseg-serve-{engine}-{port}"
+        docker(
+            "run", "-d", "--name", name, "--network", "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+            "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "-v", f"{base / 'model'}:/opt/ml/model:ro", tag, "serve",
+        )  # fmt: skip
+        try:
+            wait_for_ping(port, name)
+            status, headers, body = request(port, "/invocations", picture.getvalue(), **{"Content-Type": "image/png"})
+            assert status == 200 and headers["Content-Type"] == "image/png", body[:300]
+            answers[engine] = np.asarray(Image.open(io.BytesIO(body)))
+            logs[engine] = docker("logs", name).stdout + docker("logs", name).stderr
+        finally:
+            docker("rm", "-f", name, check=False)
+    assert answers["torch"].shape == (41, 53)
+    assert (answers["torch"] == answers["mxnet"]).mean() >= 0.99
+    assert "SEMSEG_ENGINE=torch: serving with PyTorch on the CPU" in logs["torch"], logs["torch"][-3000:]
+    assert "with the MXNet engine" in logs["mxnet"]

@@ -17,7 +17,10 @@ from semseg.serving.codecs import BadRequest
 from semseg.serving.tta import PLAIN, Augmentation
 
 if TYPE_CHECKING:
-    from semseg.engines.mxnet.predict import Predictor
+    from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
+    from semseg.engines.torch.serve import Predictor as TorchPredictor
+
+    Predictor = MXNetPredictor | TorchPredictor  # either engine's SlidingWindows with its num_classes
 
 log = logging.getLogger(__name__)
 

@@ -41,6 +41,8 @@ DEFAULT_TIMEOUT_S = 60
 GRACEFUL_TIMEOUT_S = 30
 MAX_PAYLOAD_LIMIT_MB = 100  # batch transform's largest MaxPayloadInMB
 _PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloadInMB
+AUTOCAST_ENV = "SEMSEG_SERVE_AUTOCAST"
+AUTOCAST_TYPES = ("bfloat16", "float16")
 # One pass up to 1 Mpx: about 1 GB of CPU memory for ResNet-50 networks (a 12 Mpx pass took 10.9 GB).
 
 
@@ -55,9 +57,13 @@ class ServeSettings:
     max_payload_mb: int = MAX_PAYLOAD_MB  # SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB, <= 100)
     max_concurrent_transforms: int = 1  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; default one per worker
     augmentation: Augmentation = PLAIN  # SEMSEG_TTA: a request's test-time augmentation without custom attributes
+    engine: str = "mxnet"  # SEMSEG_ENGINE: whose network predicts
+    autocast: str | None = None  # SEMSEG_SERVE_AUTOCAST (torch): bfloat16 or float16; unset: float32
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int) -> ServeSettings:
+    def from_environ(
+        cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int, engine: str = "mxnet"
+    ) -> ServeSettings:
         workers = max(1, env_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", gpus or cores))
         return cls(
             port=env_int(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
@@ -71,7 +77,20 @@ class ServeSettings:
             ),
             max_concurrent_transforms=max(1, env_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers)),
             augmentation=_default_augmentation(environ),
+            engine=engine,
+            autocast=_autocast(environ, engine),
         )
+
+
+def _autocast(environ: Mapping[str, str], engine: str) -> str | None:
+    value = environ.get(AUTOCAST_ENV, "").strip().lower() or None
+    if value is None:
+        return None
+    if engine != "torch":
+        raise ClientError(f"{AUTOCAST_ENV}={value} is for SEMSEG_ENGINE=torch; the MXNet engine serves in float32.")
+    if value not in AUTOCAST_TYPES:
+        raise ClientError(f"{AUTOCAST_ENV}={value!r}: give bfloat16 or float16, or leave it unset (float32).")
+    return value
 
 
 def _default_augmentation(environ: Mapping[str, str]) -> Augmentation:
@@ -92,30 +111,35 @@ class ServePlan:
 def plan(paths: JobPaths, options: RunOptions, environ: Mapping[str, str]) -> ServePlan:
     """Check the model and the GPUs (no framework loads here); ClientError naming what is wrong."""
     folder = read_model_folder(paths.model_dir, f"the model folder {paths.model_dir}")
-    if options.engine == "torch":  # the Hopper image: its MXNet (which serves) is the CPU build
-        gpus: list[Gpu] = []
-        log.info("SEMSEG_ENGINE=torch: serving with the image's CPU MXNet, on the CPU")
+    gpus: list[Gpu] = visible_gpus()
+    if options.engine == "torch":  # the Hopper image: PyTorch predicts, on every GPU it has (Hopper included)
+        log.info("SEMSEG_ENGINE=torch: serving with PyTorch on %s", f"{len(gpus)} GPU(s)" if gpus else "the CPU")
     else:
-        gpus = visible_gpus()
         check_supported(gpus)
-    _check_loads(folder)
-    settings = ServeSettings.from_environ(environ, len(gpus), recommended_threads(), options.pixel_budget)
+    settings = ServeSettings.from_environ(
+        environ, len(gpus), recommended_threads(), options.pixel_budget, options.engine
+    )
+    _check_loads(folder, options.engine)
     return ServePlan(folder, settings)
 
 
-def _check_loads(folder: ModelFolder) -> None:
+def _check_loads(folder: ModelFolder, engine: str) -> None:
     """ClientError unless the weights load into the network of hyperparams.json: tried in a child process, so
     that this one (which forks the workers) loads no framework; a bad file ends `serve` before any worker."""
     started = time.monotonic()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        problem = pool.submit(_check_model, folder).result()
+        problem = pool.submit(_check_model, folder, engine).result()
     if problem:
         raise ClientError(problem)
     log.info("%s loads into its network (checked in %.1f s)", folder.weights, time.monotonic() - started)
 
 
-def _check_model(folder: ModelFolder) -> str:
-    """In the child process: MXNet's answer (semseg.engines.mxnet.predict.check_model)."""
+def _check_model(folder: ModelFolder, engine: str) -> str:
+    """In the child process: the engine's answer (its check_model)."""
+    if engine == "torch":
+        from semseg.engines.torch.serve import check_model as check_torch
+
+        return check_torch(folder)
     from semseg.engines.mxnet.predict import check_model
 
     return check_model(folder)
@@ -125,11 +149,12 @@ def run(served: ServePlan, threads: str) -> None:
     """Run the server until it is stopped (gunicorn exits the process); `threads`: each worker's OpenMP threads."""
     folder, settings = served.folder, served.settings
     log.info(
-        "Serving %s (%s, %s, %d classes) on port %d with %d worker(s) on %s",
+        "Serving %s (%s, %s, %d classes) with the %s engine on port %d with %d worker(s) on %s",
         folder.weights,
         folder.config.algorithm,
         folder.config.backbone,
         folder.config.num_classes,
+        "PyTorch" if settings.engine == "torch" else "MXNet",
         settings.port,
         settings.workers,
         f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {threads} thread(s) each",
@@ -166,10 +191,16 @@ class _Server(BaseApplication):
 
     def load(self) -> App:
         """In a worker: the model on this worker's device, ready to answer."""
-        from semseg.engines.mxnet.predict import load_predictor
-
-        predictor = load_predictor(self.folder, self.device, self.settings.pixel_budget)
         settings = self.settings
+        predictor: Any
+        if settings.engine == "torch":
+            from semseg.engines.torch.serve import load_predictor as load_torch
+
+            predictor = load_torch(self.folder, self.device, settings.pixel_budget, settings.autocast)
+        else:
+            from semseg.engines.mxnet.predict import load_predictor
+
+            predictor = load_predictor(self.folder, self.device, settings.pixel_budget)
         return App(predictor, settings.max_concurrent_transforms, settings.max_payload_mb, settings.augmentation)
 
     def _assign_device(self, server: Any, worker: Any) -> None:

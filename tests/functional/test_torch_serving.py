@@ -1,0 +1,136 @@
+"""`serve` on the PyTorch engine (SEMSEG_ENGINE=torch, the Hopper image's default): the GluonCV files of a model
+folder in the PyTorch network, predicting through the same windows, content types and errors as the MXNet
+server. Tested against the MXNet server on the same model: the class PNGs agree on at least 99% of the pixels
+(the two engines' float32 kernels differ in rounding only), and through `python -m semseg serve` over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from semseg.contract.model_folder import ModelFolder
+from semseg.engines.mxnet.network import load_model
+from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
+from semseg.engines.torch.serve import load_predictor
+from semseg.serving.app import App
+from tests.functional.test_serving import call, model, photo  # noqa: F401  # `model`: the module's fixture
+
+AGREEMENT = 0.99
+SIZES = [(32, 32), (40, 52), (61, 47), (90, 120)]  # the last above the test's pixel budget: windows
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float((a == b).mean())
+
+
+@pytest.fixture(scope="module")
+def apps(model: ModelFolder) -> tuple[App, App]:  # noqa: F811
+    budget = 64 * 64
+    mxnet_app = App(MXNetPredictor(load_model(model, [mx.cpu()]), mx.cpu(), model.config.crop_size, budget), 1)
+    return mxnet_app, App(load_predictor(model, "cpu", budget), 1)
+
+
+def classes_of(app: App, image: np.ndarray, **headers: str) -> np.ndarray:
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    answer = call(app, "/invocations", png.getvalue(), content_type="image/png", accept="image/png", **headers)
+    assert answer.status == 200, answer.text
+    return np.asarray(Image.open(io.BytesIO(answer.body)))
+
+
+@pytest.mark.parametrize(("height", "width"), SIZES)
+def test_the_torch_server_answers_as_the_mxnet_server(apps: tuple[App, App], height: int, width: int) -> None:
+    mxnet_app, torch_app = apps
+    image = photo(height, width, seed=height * width)
+    assert agreement(classes_of(torch_app, image), classes_of(mxnet_app, image)) >= AGREEMENT
+    theirs = mxnet_app.predictor.probabilities(image)
+    ours = torch_app.predictor.probabilities(image)
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)
+
+
+def test_flip_and_the_other_answers_work_on_the_torch_server(apps: tuple[App, App]) -> None:
+    mxnet_app, torch_app = apps
+    image = photo(40, 52, seed=5)
+    flipped = classes_of(torch_app, image, x_amzn_sagemaker_custom_attributes="tta=flip")
+    assert agreement(flipped, classes_of(mxnet_app, image, x_amzn_sagemaker_custom_attributes="tta=flip")) >= AGREEMENT
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    for accept in ("image/jpeg", "application/x-protobuf"):
+        answer = call(torch_app, "/invocations", png.getvalue(), content_type="image/png", accept=accept)
+        assert answer.status == 200 and answer.headers["Content-Type"] == accept
+    assert call(torch_app, "/invocations", b"not an image").status == 400
+
+
+def test_bfloat16_autocast_on_the_cpu_keeps_most_of_the_class_map(model: ModelFolder) -> None:  # noqa: F811
+    plain = load_predictor(model, "cpu", 10**6)
+    mixed = load_predictor(model, "cpu", 10**6, "bfloat16")
+    image = photo(61, 47, seed=3)
+    assert agreement(mixed.classes(image), plain.classes(image)) >= 0.95
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[App, App]) -> None:  # noqa: F811
+    port = free_port()
+    env = {
+        **os.environ, "SAGEMAKER_BASE_DIR": str(model.path.parent), "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SEMSEG_ENGINE": "torch", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "semseg", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/ping")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.5)
+        image = photo(40, 52, seed=9)
+        png = io.BytesIO()
+        Image.fromarray(image).save(png, format="PNG")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("POST", "/invocations", png.getvalue(), {"Content-Type": "image/png", "Accept": "image/png"})
+        answer = connection.getresponse()
+        assert answer.status == 200
+        served = np.asarray(Image.open(io.BytesIO(answer.read())))
+        assert agreement(served, classes_of(apps[0], image)) >= AGREEMENT
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert "SEMSEG_ENGINE=torch: serving with PyTorch on the CPU" in out
+    assert "with the PyTorch engine on port" in out and "(PyTorch 2." in out, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
+
+
+def test_autocast_is_refused_on_the_mxnet_engine(
+    model: ModelFolder,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from semseg.cli import EXIT_CLIENT_ERROR, main
+
+    env = {"SAGEMAKER_BASE_DIR": str(model.path.parent), "SEMSEG_SERVE_AUTOCAST": "bfloat16"}
+    assert main(["serve"], env) == EXIT_CLIENT_ERROR
+    assert "SEMSEG_SERVE_AUTOCAST=bfloat16 is for SEMSEG_ENGINE=torch" in caplog.text
+    assert main(["serve"], {**env, "SEMSEG_ENGINE": "torch", "SEMSEG_SERVE_AUTOCAST": "int8"}) == EXIT_CLIENT_ERROR
+    assert "SEMSEG_SERVE_AUTOCAST='int8': give bfloat16 or float16" in caplog.text
