@@ -103,3 +103,18 @@ def test_the_hopper_image_serves_with_torch_as_the_cpu_image_serves(
     assert (answers["torch"] == answers["mxnet"]).mean() >= 0.99
     assert "SEMSEG_ENGINE=torch: serving with PyTorch on the CPU" in logs["torch"], logs["torch"][-3000:]
     assert "with the MXNet engine" in logs["mxnet"]
+
+
+def test_buildspecs_smoke_test_passes_on_the_hopper_image(hopper_image: str) -> None:
+    """docker/smoke_test.sh as buildspec.yml runs it before pushing the Hopper image, here without a GPU."""
+    import os
+
+    from tests.container.conftest import ROOT
+
+    env = {**os.environ, "SMOKE_ENGINE": "PyTorch", "SMOKE_DOCKER_ARGS": "--network none"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "docker" / "smoke_test.sh"), hopper_image],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"smoke test passed: {hopper_image}" in done.stdout
