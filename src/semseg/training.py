@@ -14,7 +14,7 @@ from semseg.fit.loop import FitResult
 def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
     """Run the whole job on the engine `options` names; artifacts land in job.paths.model_dir."""
     if job.cluster.distributed:
-        _check_several_hosts(job, options)
+        _check_several_hosts(job)
     if options.engine == "torch":
         from semseg.engines.torch.job import train_torch
 
@@ -24,13 +24,8 @@ def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitR
     return train_mxnet(job, config, options, stop)
 
 
-def _check_several_hosts(job: Job, options: RunOptions) -> None:
+def _check_several_hosts(job: Job) -> None:
     hosts = f"resourceconfig.json lists {job.cluster.size} hosts"
-    if options.engine != "mxnet":
-        raise ClientError(
-            f"{hosts}; several hosts train on the MXNet engine (its parameter server), not SEMSEG_ENGINE="
-            f"{options.engine}. Use one instance (all its GPUs train), or the MXNet engine."
-        )
     if job.pipes:
         raise ClientError(
             f"{hosts}, and channel(s) {', '.join(sorted(job.pipes))} use Pipe mode: a stream's length is known only "

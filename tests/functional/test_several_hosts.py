@@ -1,5 +1,6 @@
-"""Two hosts on MXNet's parameter server, as two `train` processes on this machine: hosts 127.0.0.1 and
-127.0.0.2 (both loopback, so each has its own address as on SageMaker), each with its own /opt/ml."""
+"""Two hosts, as two `train` processes on this machine: hosts 127.0.0.1 and 127.0.0.2 (both loopback, so each has
+its own address as on SageMaker), each with its own /opt/ml; on MXNet's parameter server, and on torch.distributed
+(gloo, static rendezvous; two processes per host where it says so)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,17 @@ pytestmark = pytest.mark.slow
 
 HOSTS = ["127.0.0.1", "127.0.0.2"]
 HP = {"epochs": 2, "mini_batch_size": 4, "validation_mini_batch_size": 2}
+ENGINES = ["mxnet", "torch"]
 _ports = count(9400 + 20 * (os.getpid() % 20), 5)  # each job its own ports: no waiting for sockets in TIME_WAIT
 
 
 def start_hosts(
-    tmp_path: Path, name: str, hp: dict | None = None, env: dict[str, str] | None = None, checkpoints: bool = False
+    tmp_path: Path,
+    name: str,
+    hp: dict | None = None,
+    env: dict[str, str] | None = None,
+    checkpoints: bool = False,
+    engine: str = "mxnet",
 ) -> tuple[list[Path], list[subprocess.Popen[str]]]:
     """Both hosts' jobs, started; with `checkpoints`, one checkpoint folder that both see (as SageMaker
     restores the job's checkpoint S3 prefix on every host)."""
@@ -50,6 +57,8 @@ def start_hosts(
             "SAGEMAKER_BASE_DIR": str(base),
             "SEMSEG_PROGRESS_EVERY": "1",
             "SEMSEG_PS_PORT": str(port),
+            "SEMSEG_MASTER_PORT": str(port),
+            "SEMSEG_ENGINE": engine,
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
@@ -74,15 +83,22 @@ def metric(log: str, name: str) -> list[float]:
     return [float(v) for v in re.findall(rf"{name}: (\S+) \.", log)]
 
 
-def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path) -> None:
-    bases, procs = start_hosts(tmp_path, "two")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path, engine: str) -> None:
+    torch = engine == "torch"
+    env = {"SEMSEG_CPU_DEVICES": "2"} if torch else {}  # torch: two processes on each host, four in all
+    bases, procs = start_hosts(tmp_path, "two", env=env, engine=engine)
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     for host, log in zip(HOSTS, logs):
         assert len(re.findall(rf"host: {re.escape(host)}, epoch: \d, train loss", log)) == 2, "each host's own lines"
     assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU"), "global: the same on both"
     assert len(metric(logs[0], "validation mIOU")) == 2
-    assert metric(logs[0], "train loss") != metric(logs[1], "train loss"), "each host its own half of the batch"
+    losses = metric(logs[0], "train loss"), metric(logs[1], "train loss")
+    if torch:  # the processes' losses are summed: the loss of the whole batch, on every host
+        assert losses[0] == losses[1]
+    else:
+        assert losses[0] != losses[1], "each host its own half of the batch"
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (bases[0] / "model").iterdir()}
     assert not (bases[1] / "model").exists() or not any((bases[1] / "model").iterdir()), "only the first host writes"
     for folder in ("output/data", "output/tensorboard"):  # what people look at: the first host's too
@@ -91,11 +107,17 @@ def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path) -> No
     assert [v for _, v in board_scalars(board, "validation/mIOU")] == [
         float(np.float32(v)) for v in metric(logs[0], "validation mIOU")
     ], "the global mIOU"
-    assert "runs scheduler and server and a worker" in logs[0] and "runs server and a worker" in logs[1]
+    if torch:
+        assert all("rendezvous at 127.0.0.1:" in log and "GLOO_SOCKET_IFNAME=lo" in log for log in logs)
+        assert "Starting 2 training processes (cpu, torch.distributed gloo) on each of 2 hosts, 4 in all" in logs[1]
+        assert (bases[0] / "model" / "model_algo-1").stat().st_size > 0
+    else:
+        assert "runs scheduler and server and a worker" in logs[0] and "runs server and a worker" in logs[1]
 
 
-def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path) -> None:
-    bases, procs = start_hosts(tmp_path, "dead", {"epochs": 30}, env={"SEMSEG_PEER_TIMEOUT": "5"})
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path, engine: str) -> None:
+    bases, procs = start_hosts(tmp_path, "dead", {"epochs": 30}, env={"SEMSEG_PEER_TIMEOUT": "5"}, engine=engine)
     wait_for(procs[1], "epoch: 1, iterations: 1 ")
     procs[1].kill()  # SIGKILL: no goodbye, as a host that fails
     killed = time.monotonic()
@@ -108,8 +130,9 @@ def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path) -> 
     assert (bases[0] / "model" / "model_best.params").exists(), "what was written stays"
 
 
-def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_path: Path) -> None:
-    bases, procs = start_hosts(tmp_path, "stop", {"epochs": 4}, checkpoints=True)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_path: Path, engine: str) -> None:
+    bases, procs = start_hosts(tmp_path, "stop", {"epochs": 4}, checkpoints=True, engine=engine)
     wait_for(procs[0], "epoch: 1, validation mIOU")
     wait_for(procs[0], "epoch: 2, iterations: 1 ")
     procs[1].send_signal(signal.SIGTERM)  # one host only: the other stops with it
@@ -119,7 +142,7 @@ def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_pat
     assert not any((base / "output" / "failure").exists() for base in bases)
     assert {"model_algo-1", "model_best.params"} <= {p.name for p in (bases[0] / "model").iterdir()}
 
-    _, procs = start_hosts(tmp_path, "stop", checkpoints=True)
+    _, procs = start_hosts(tmp_path, "stop", checkpoints=True, engine=engine)
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert all("Resuming from checkpoint" in log and "epoch-0001" in log for log in logs)
@@ -127,7 +150,8 @@ def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_pat
     assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
 
 
-def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp_path: Path, engine: str) -> None:
     """ShardedByS3Key: host 0 got 8 images, host 1 got 12: both take host 0's number of steps, and
     class_weights=auto counts the masks of both hosts, so they train with the same weights."""
     for rank, images in enumerate((8, 12)):
@@ -138,7 +162,7 @@ def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp
         config = {name: {"TrainingInputMode": "File"} for name in ("validation", "validation_annotation")}
         config.update({"train": channel, "train_annotation": channel})
         (base / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(config))
-    _, procs = start_hosts(tmp_path, "sharded")
+    _, procs = start_hosts(tmp_path, "sharded", engine=engine)
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert all("Channel train (ShardedByS3Key): 4 batches of 2 on this host" in log for log in logs)
@@ -151,31 +175,25 @@ def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp
     assert written["pixels"] == pixels.tolist()
 
 
-@pytest.mark.parametrize(
-    "env, hp, message",
-    [
-        ({"SEMSEG_ENGINE": "torch"}, {}, "several hosts train on the MXNet engine"),
-        ({}, {"mini_batch_size": 1}, "mini_batch_size=1 is the batch of all 2 hosts together"),
-    ],
-)
-def test_what_several_hosts_cannot_do_is_a_client_error(
-    tmp_path: Path, train_job, env: dict, hp: dict, message: str
-) -> None:
-    base = make_job(tmp_path / "job", images=4, size=32, hyperparameters={**HP, **hp})
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fewer_images_than_hosts_is_a_client_error(tmp_path: Path, train_job, engine: str) -> None:
+    base = make_job(tmp_path / "job", images=4, size=32, hyperparameters={**HP, "mini_batch_size": 1})
     resources = {"current_host": HOSTS[0], "hosts": HOSTS, "network_interface_name": "lo"}
     (base / "input" / "config" / "resourceconfig.json").write_text(json.dumps(resources))
-    run = train_job(base=base, env={"SEMSEG_PS_PORT": str(next(_ports)), **env})
+    port = str(next(_ports))
+    run = train_job(base=base, env={"SEMSEG_PS_PORT": port, "SEMSEG_MASTER_PORT": port, "SEMSEG_ENGINE": engine})
     assert run.code == 2
-    assert message in run.failure, run.failure
+    assert "mini_batch_size=1 is the batch of all 2 hosts together" in run.failure, run.failure
 
 
-def test_a_host_whose_data_fails_ends_at_once_and_the_other_follows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_host_whose_data_fails_ends_at_once_and_the_other_follows(tmp_path: Path, engine: str) -> None:
     base = tmp_path / "bad" / "host1"
     make_job(base, images=8, size=32, hyperparameters=HP)
     label_map = base / "input" / "data" / "label_map"
     label_map.mkdir()
     (label_map / "train_label_map.json").write_text(json.dumps({"map": {"0": 0, "1": 1}}))  # class 2 is no class
-    bases, procs = start_hosts(tmp_path, "bad", env={"SEMSEG_PEER_TIMEOUT": "5"})
+    bases, procs = start_hosts(tmp_path, "bad", env={"SEMSEG_PEER_TIMEOUT": "5"}, engine=engine)
     logs = finish(procs, timeout=120)
     assert [p.returncode for p in procs] == [1, 2], logs[0][-2000:] + logs[1][-2000:]
     assert (bases[1] / "output" / "failure").read_text().startswith("ClientError: Annotation ")

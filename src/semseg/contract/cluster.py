@@ -11,6 +11,7 @@ class Cluster:
     hosts: tuple[str, ...]
     current_host: str
     interface: str | None = None  # network_interface_name (eth0 on SageMaker and in local mode)
+    instance_type: str | None = None  # current_instance_type (ml.p5.48xlarge; "local" in local mode)
 
     @property
     def rank(self) -> int:

@@ -167,8 +167,13 @@ def _read_resource_config(path: Path) -> Cluster:
         raise ClientError(f"{path}: hosts must be a list of host names that includes current_host {current!r}")
     if len(set(hosts)) != len(hosts):
         raise ClientError(f"{path} lists a host twice: {', '.join(hosts)}")
-    interface = config.get("network_interface_name")
-    return Cluster(tuple(hosts), current, interface if isinstance(interface, str) and interface else None)
+    interface, instance_type = config.get("network_interface_name"), config.get("current_instance_type")
+    return Cluster(
+        tuple(sorted(hosts)),  # sorted, as SageMaker's training toolkit does: the first is the leader on every host
+        current,
+        interface if isinstance(interface, str) and interface else None,
+        instance_type if isinstance(instance_type, str) and instance_type else None,
+    )
 
 
 def _read_checkpoint_config(paths: JobPaths) -> Path | None:

@@ -20,6 +20,7 @@ from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
 
 MAX_DATA_WORKERS = 16  # the managed algorithm's
 DEFAULT_PS_PORT = 8000  # the scheduler's, as in SageMaker's MXNet container; peers are watched on the next ports
+DEFAULT_MASTER_PORT = 7777  # torch.distributed's rendezvous, as SageMaker's PyTorch containers; peers: the next ones
 ENGINES = ("mxnet", "torch")
 T = TypeVar("T")
 
@@ -37,6 +38,7 @@ class RunOptions:
     pipe_timeout_s: float = DEFAULT_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT: wait for a Pipe-mode FIFO and its data
     pipe_shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: pairs shuffled in memory
     ps_port: int = DEFAULT_PS_PORT  # SEMSEG_PS_PORT: several hosts: the scheduler's port; + 1 + rank: peer watch
+    master_port: int = DEFAULT_MASTER_PORT  # SEMSEG_MASTER_PORT: torch, several hosts: the rendezvous; + 1 + rank
     peer_timeout_s: float = PEER_TIMEOUT_S  # SEMSEG_PEER_TIMEOUT: a host silent this long has failed
 
     @classmethod
@@ -55,6 +57,7 @@ class RunOptions:
             pipe_timeout_s=max(1.0, _env(environ, "SEMSEG_PIPE_TIMEOUT", float, DEFAULT_TIMEOUT_S, "a number")),
             pipe_shuffle_buffer=max(0, env_int(environ, "SEMSEG_PIPE_SHUFFLE_BUFFER", DEFAULT_SHUFFLE_BUFFER)),
             ps_port=env_int(environ, "SEMSEG_PS_PORT", DEFAULT_PS_PORT),
+            master_port=env_int(environ, "SEMSEG_MASTER_PORT", DEFAULT_MASTER_PORT),
             peer_timeout_s=max(2.0, _env(environ, "SEMSEG_PEER_TIMEOUT", float, PEER_TIMEOUT_S, "a number")),
         )
 

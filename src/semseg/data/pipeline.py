@@ -38,6 +38,7 @@ def build_loaders(
     shard: tuple[int, int] = (0, 1),
     pipe: PipeSettings | None = None,
     agree_min: Callable[[int], int] | None = None,
+    local: tuple[int, int] = (0, 1),
 ) -> tuple[EpochLoader, EpochLoader]:
     """(train, validation) loaders of the job's channels, each File or Pipe mode, made by the engine's
     `make_loader`.
@@ -46,7 +47,8 @@ def build_loaders(
     only: a FIFO has one reader). Training takes its share of every batch of the whole job's (same order
     and seeds on every part), validation every parts-th image. A train channel distributed by S3 key
     (each host got its own files) is trained whole, with this part's share of `mini_batch_size`, for the
-    number of batches that every part has (`agree_min` gives the smallest of all parts' counts).
+    number of batches that every part has (`agree_min` gives the smallest of all parts' counts); the processes
+    of one host (`local` = (local rank, processes on the host)) split its files.
     """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()
@@ -70,7 +72,7 @@ def build_loaders(
             )  # fmt: skip
         else:
             dataset = _file_dataset(job, split, label_map, transform)
-            sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min)
+            sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min, local)
         loaders.append(EpochLoader(make_loader(dataset, sampler, workers), sampler))
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]
@@ -85,10 +87,13 @@ def _file_sampler(
     seed: int,
     shard: tuple[int, int],
     agree_min: Callable[[int], int] | None,
+    local: tuple[int, int] = (0, 1),
 ) -> SeededBatchSampler:
     """The batches of a File-mode split for part `shard` of the job (validation: fewer images, see above)."""
     training = split == "train"
     own_files = _sharded_by_key(job, split) and shard[1] > 1
+    if own_files and local[1] > 1:  # this host's files, split between its processes
+        dataset.pairs = dataset.pairs[local[0] :: local[1]]
     if not training:
         if not own_files:
             dataset.pairs = dataset.pairs[shard[0] :: shard[1]]

@@ -12,10 +12,14 @@ happened. The same thread runs `check` every second, for this host's own ps-lite
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from semseg.contract.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +27,22 @@ DEFAULT_TIMEOUT_S = 60.0
 PROBE_EVERY_S = 1.0
 
 
-def watch_port(ps_port: int, rank: int) -> int:
-    return ps_port + 1 + rank
+def watch_port(port: int, rank: int) -> int:
+    """The peer watch's port of host `rank`: after the engine's own (the scheduler's, the rendezvous')."""
+    return port + 1 + rank
+
+
+def give_up(what: str, host: str, failure_file: Path, cleanup: Callable[[], None]) -> None:
+    """A peer (or a process of this host that the hosts need) is gone: `cleanup`, the failure file, and the end
+    of this process at once (its training may be waiting inside a collective, in C)."""
+    message = f"AlgorithmError: {what}; training on several hosts cannot go on without it. This host: {host}."
+    log.error("%s", message)
+    cleanup()
+    try:
+        write_text(failure_file, message)
+    finally:
+        logging.shutdown()
+        os._exit(1)
 
 
 class PeerWatch:

@@ -29,9 +29,8 @@ import numpy as np
 
 from semseg.contract.cluster import Cluster
 from semseg.contract.errors import AlgorithmError
-from semseg.contract.files import write_text
 from semseg.distributed.hosts import resolve
-from semseg.distributed.peers import PeerWatch, watch_port
+from semseg.distributed.peers import PeerWatch, give_up, watch_port
 from semseg.engines.mxnet.pslite import dmlc_env, roles
 from semseg.fit.loop import Hooks
 from semseg.fit.metrics import ConfusionMatrix
@@ -143,17 +142,7 @@ class ParameterServer:
 
     def _lost(self, what: str) -> None:
         """A peer or a ps-lite process is gone: this host cannot go on (its worker may wait inside C)."""
-        message = (
-            f"AlgorithmError: {what}; training on several hosts cannot go on without it. "
-            f"This host: {self.cluster.current_host}."
-        )
-        log.error("%s", message)
-        self.abandon()
-        try:
-            write_text(self.failure_file, message)
-        finally:
-            logging.shutdown()
-            os._exit(1)
+        give_up(what, self.cluster.current_host, self.failure_file, self.abandon)
 
     def abandon(self) -> None:
         """A failure: end the ps-lite processes; the process must now end without freeing the kvstore

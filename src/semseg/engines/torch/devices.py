@@ -20,25 +20,58 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Plan:
     kind: str  # "cuda" or "cpu"
-    processes: int
+    processes: int  # on this host
+    hosts: int = 1
 
     @property
     def backend(self) -> str:
         return "nccl" if self.kind == "cuda" else "gloo"
 
+    @property
+    def world(self) -> int:
+        return self.processes * self.hosts
 
-def plan_devices(config: Config, options: RunOptions) -> Plan:
+
+@dataclass(frozen=True)
+class Place:
+    """Which process of the job this is: `rank` of `world`, `local_rank` of `local_world` on its host."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def host(self) -> int:
+        return self.rank // self.local_world
+
+
+def plan_devices(config: Config, options: RunOptions, hosts: int = 1) -> Plan:
+    """One process per GPU (or per SEMSEG_CPU_DEVICES slot, or one) on each of `hosts`, each with at least one
+    image of `mini_batch_size` (the batch of all processes of all hosts)."""
+    if config.mini_batch_size < hosts:
+        raise ClientError(
+            f"mini_batch_size={config.mini_batch_size} is the batch of all {hosts} hosts together; "
+            "give it at least one image per host."
+        )
+    per_host = config.mini_batch_size // hosts
+    plan = _plan_host(config, options, per_host)
+    return Plan(plan.kind, plan.processes, hosts)
+
+
+def _plan_host(config: Config, options: RunOptions, images: int) -> Plan:
     if options.cpu_devices:
-        processes = min(options.cpu_devices, config.mini_batch_size)
+        processes = min(options.cpu_devices, images)
         log.info("Training data-parallel in %d CPU processes (SEMSEG_CPU_DEVICES)", processes)
         check_precision(config, on_gpu=False)
         return Plan("cpu", processes)
     usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if usable:
         _check_arch()
-        count = min(usable, config.mini_batch_size)
+        count = min(usable, images)
         if count < usable:
-            log.warning("mini_batch_size=%d is smaller than the %d GPUs: using %d of them", count, usable, count)
+            log.warning("mini_batch_size=%d leaves %d images a host for its %d GPUs: using %d of them",
+                        config.mini_batch_size, images, usable, count)  # fmt: skip
         log.info("Number of GPUs being used: %d (%s)", count, torch.cuda.get_device_name(0))
         return Plan("cuda", count)
     gpus = visible_gpus()
@@ -69,5 +102,5 @@ def _check_arch() -> None:
 def device_memory(config: Config, plan: Plan) -> DeviceMemory:
     """What one device holds at once, and its memory (the host's for CPU processes, which share it)."""
     if plan.kind == "cpu":
-        return host_memory(config, devices=plan.processes, processes=plan.processes)
-    return gpu_memory(config, int(torch.cuda.get_device_properties(0).total_memory), plan.processes)
+        return host_memory(config, devices=plan.processes, hosts=plan.hosts, processes=plan.processes)
+    return gpu_memory(config, int(torch.cuda.get_device_properties(0).total_memory), plan.processes, plan.hosts)

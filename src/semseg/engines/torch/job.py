@@ -2,11 +2,14 @@
 handed to the shared job steps (semseg.fit.job) as a Session, with one process per GPU under
 DistributedDataParallel (semseg.engines.torch.launch).
 
-Every process trains its share of each batch; the first one writes the log lines, checkpoints and artifacts.
+Every process trains its share of each batch; the first one of each host writes its host's log lines, the first
+one of the first host the checkpoints and artifacts. Several hosts meet in torch.distributed's static
+rendezvous (semseg.engines.torch.hosts), as SageMaker's PyTorch containers do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from functools import partial
@@ -23,7 +26,9 @@ from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
 from semseg.engines.torch import files
-from semseg.engines.torch.devices import device_memory, plan_devices
+from semseg.engines.torch.devices import Place, device_memory, plan_devices
+from semseg.engines.torch.exchange import TorchExchange
+from semseg.engines.torch.hosts import rendezvous, set_network_env
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import torch_loader
 from semseg.engines.torch.loop import TorchLoop
@@ -32,7 +37,7 @@ from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.engines.torch.predict import Precision
 from semseg.engines.torch.state import TorchState
 from semseg.fit.class_weights import class_weights
-from semseg.fit.job import Session, run_job, seed_everything
+from semseg.fit.job import Alone, Session, run_job, seed_everything
 from semseg.fit.loop import AUX_WEIGHT, FitResult
 from semseg.fit.memory import check_fits
 from semseg.fit.schedule import Schedule
@@ -42,9 +47,11 @@ log = logging.getLogger(__name__)
 
 
 def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
-    plan = plan_devices(config, options)  # the GPU checks, before any data or model work
+    cluster = job.cluster
+    plan = plan_devices(config, options, cluster.size)  # the GPU checks, before any data or model work
     where = f"{plan.processes} GPU process(es)" if plan.kind == "cuda" else f"{plan.processes} CPU process(es)"
-    log.info("Engine: PyTorch %s, on %s", torch.__version__, where)
+    hosts = f" on each of {cluster.size} hosts" if cluster.distributed else ""
+    log.info("Engine: PyTorch %s, on %s%s", torch.__version__, where, hosts)
     check_fits(config, device_memory(config, plan))
     if plan.processes > 1 and job.pipes:
         log.warning(
@@ -53,37 +60,61 @@ def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
             ", ".join(sorted(job.pipes)),
             plan.processes,
         )
-    if plan.processes == 1 or job.pipes:
+        plan = dataclasses.replace(plan, processes=1)
+    if cluster.distributed:
+        set_network_env(cluster, plan.kind == "cuda")
+        meet = rendezvous(cluster, options.master_port)
+        log.info(
+            "torch.distributed: host %s (node %d of %d), rendezvous at %s:%d",
+            cluster.current_host, meet.node_rank, meet.nodes, meet.master, meet.port,
+        )  # fmt: skip
+        return launch(job, config, options, plan, train_process, stop, meet)
+    if plan.processes == 1:
         device = torch.device("cuda", 0) if plan.kind == "cuda" else torch.device("cpu")
-        return train_process(job, config, options, stop, device, rank=0)
+        return train_process(job, config, options, stop, device)
     return launch(job, config, options, plan, train_process, stop)
 
 
 def train_process(
-    job: Job, config: Config, options: RunOptions, stop: StopSignal, device: torch.device, rank: int, processes: int = 1
+    job: Job,
+    config: Config,
+    options: RunOptions,
+    stop: StopSignal,
+    device: torch.device,
+    place: Place | None = None,
+    exchange: TorchExchange | None = None,
 ) -> FitResult:
-    """The whole job in this process (or its share of it: `rank` of `processes`, DDP set up by the caller)."""
+    """The whole job in this process (or its share of it: process `place`, DDP set up by the caller, which
+    hands over the `exchange` of all processes)."""
+    place = place or Place()
     seed_everything(options.seed)
     torch.manual_seed(options.seed)
     on_gpu = device.type == "cuda"
     if on_gpu:
         configure_cuda(device)
     workers = options.workers_for(on_gpu)
-    if on_gpu and processes > 1:
-        workers = max(1, workers // processes)
-    first = rank == 0  # every process counts the same masks; the first logs and writes them
-    weights = class_weights(job, config, options.seed, leader=first, report=first)
+    if on_gpu and place.local_world > 1:
+        workers = max(1, workers // place.local_world)
+    leader, report = place.rank == 0, place.local_rank == 0  # every process counts the same masks
+    several_hosts = exchange is not None and place.world > place.local_world
+    sum_counts = exchange.sum_host_counts if exchange is not None and several_hosts else None
+    weights = class_weights(job, config, options.seed, leader=leader, report=report, sum_counts=sum_counts)
     make_loader = partial(torch_loader, pin=on_gpu)
     loaders = build_loaders(
-        job, config, options.seed, workers, make_loader, shard=(rank, processes), pipe=options.pipe(stop)
-    )
+        job, config, options.seed, workers, make_loader, shard=(place.rank, place.world),
+        pipe=options.pipe(stop), local=(place.local_rank, place.local_world),
+        agree_min=partial(exchange.agree_min, "batches") if exchange else None,
+    )  # fmt: skip
     net = network(job, config, options.weights_root)
-    model = _on_device(net, config, device, processes)
+    model = _on_device(net, config, device, place.world)
     loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget, class_weights=weights)
     precision = loop.precision
     if precision.autocast is not None:
         log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
-    session = Session(loop, TorchState(net, loop, config), loaders, _seed_torch, leader=first, report=first)
+    session = Session(
+        loop, TorchState(net, loop, config), loaders, _seed_torch, exchange=exchange or Alone(), leader=leader,
+        report=report,
+    )  # fmt: skip
     return run_job(job, config, options, stop, session)
 
 

@@ -9,23 +9,30 @@ same iteration (a collective stop) and end as stopped; a second signal ends them
 ends its process, so the agent ends the others within seconds (they would otherwise wait in a collective for the
 failed one until its timeout); each worker leaves its Outcome in a file, and a worker that ended without one
 (killed: out of memory, SIGKILL) is named by its signal.
+
+Several hosts: every host runs its agent with torch's static rendezvous at the first host (semseg.engines.torch.
+hosts), so the processes of all hosts form one group; a peer watch (semseg.distributed.peers) ends this host
+with an error naming the host that died or was stopped, as the MXNet engine's hosts do; it judges from the
+moment every worker of this host joined the group until the first one passed the job's last barrier.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pickle
+import signal
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -37,16 +44,22 @@ from semseg.contract.files import atomic_write
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.signals import StopFlag, StopSignal
+from semseg.distributed.peers import PeerWatch, give_up
 from semseg.distributed.stop import CollectiveStop
-from semseg.engines.torch.devices import Plan
+from semseg.engines.torch.devices import Place, Plan
+from semseg.engines.torch.exchange import TorchExchange
+from semseg.engines.torch.hosts import Rendezvous
 from semseg.fit.loop import FitResult
 from semseg.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-# train_process(job, config, options, stop, device, rank, processes)
-Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, int, int], FitResult]
+# train_process(job, config, options, stop, device, place, exchange)
+Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Place, TorchExchange], FitResult]
 POLL_SECONDS = 0.2
+RENDEZVOUS_TIMEOUT_S = 900  # the other hosts may start minutes later (SageMaker's containers wait 15 minutes)
+LOST_MARGIN_S = 5.0  # after a worker failed: how much longer than the peer timeout to wait for the watch
+RUN_ID = "semseg"  # the same on every host: the prefix of the rendezvous' keys in the master's store
 KILLED = (
     "Training process {rank} was killed by signal {signal} and could not report why. When the host runs out of "
     "memory, the kernel kills the largest process this way: lower mini_batch_size, validation_mini_batch_size or "
@@ -64,29 +77,86 @@ class Outcome:
     signum: int = 0
 
 
-def launch(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target, stop: StopFlag) -> FitResult:
-    """`target` (the engine's train_process) in `plan.processes` processes; the first one's result."""
-    log.info("Starting %d training processes (%s, torch.distributed %s)", plan.processes, plan.kind, plan.backend)
+def launch(
+    job: Job,
+    config: Config,
+    options: RunOptions,
+    plan: Plan,
+    target: Target,
+    stop: StopFlag,
+    meet: Rendezvous | None = None,
+) -> FitResult:
+    """`target` (the engine's train_process) in `plan.processes` processes, of all hosts' processes when `meet`
+    says where the hosts meet; the first local one's result."""
+    where = f" on each of {plan.hosts} hosts, {plan.world} in all" if meet else ""
+    log.info(
+        "Starting %d training processes (%s, torch.distributed %s)%s", plan.processes, plan.kind, plan.backend, where
+    )
     with tempfile.TemporaryDirectory(prefix="semseg-outcomes-") as folder:
         outcomes = Path(folder)
-        launched = _Agent(_launch_config(plan), (job, config, options, plan, target, outcomes))
-        launched.start()
-        launched.wait(stop, outcomes)  # a second stop signal ends the job at once, workers too (the CLI's StopFlag)
-        return _result(_read_outcomes(outcomes, plan.processes), launched.failed)
+        watch = _peer_watch(job, options, meet, outcomes) if meet else None
+        try:
+            launched = _Agent(_launch_config(plan, meet), (job, config, options, plan, target, outcomes))
+            launched.start()
+            launched.wait(stop, outcomes, plan.processes, watch)  # a second stop signal ends the job, workers too
+            found = _read_outcomes(outcomes, plan.processes)
+            if watch is not None and _peer_may_have_failed(found):
+                _wait_for_the_watch(options.peer_timeout_s + LOST_MARGIN_S)
+            return _result(found, launched.failed)
+        finally:
+            if watch is not None:
+                watch.close()
 
 
-def _launch_config(plan: Plan) -> LaunchConfig:
-    return LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=plan.processes,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",  # a free port, as `torchrun --standalone` picks
-        max_restarts=0,
-        monitor_interval=1,
-        start_method="spawn",
+def _launch_config(plan: Plan, meet: Rendezvous | None) -> LaunchConfig:
+    common: dict[str, Any] = {
+        "nproc_per_node": plan.processes, "max_restarts": 0, "monitor_interval": 1, "start_method": "spawn"
+    }  # fmt: skip
+    if meet is None:
+        return LaunchConfig(
+            min_nodes=1,
+            max_nodes=1,
+            run_id=str(uuid.uuid4()),
+            rdzv_backend="c10d",
+            rdzv_endpoint="127.0.0.1:0",  # a free port, as `torchrun --standalone` picks
+            **common,
+        )
+    return LaunchConfig(  # `torchrun --nnodes N --master_addr A --master_port P --node_rank R`
+        min_nodes=meet.nodes,
+        max_nodes=meet.nodes,
+        run_id=RUN_ID,
+        rdzv_backend="static",
+        rdzv_endpoint=f"{meet.master}:{meet.port}",
+        rdzv_configs={"rank": meet.node_rank, "timeout": RENDEZVOUS_TIMEOUT_S},
+        local_addr=meet.address,
+        **common,
     )
+
+
+def _peer_watch(job: Job, options: RunOptions, meet: Rendezvous, outcomes: Path) -> PeerWatch:
+    """The watch of the other hosts: one that is lost ends this host's workers and this process at once."""
+
+    def kill_workers() -> None:
+        for pid in _pids(outcomes, "ready"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def lost(what: str) -> None:
+        give_up(what, job.current_host, job.paths.failure_file, kill_workers)
+
+    return PeerWatch(meet.address, meet.watch_port, meet.peers, options.peer_timeout_s, lost)
+
+
+def _peer_may_have_failed(outcomes: dict[int, Outcome]) -> bool:
+    """A worker failed with neither a ClientError nor a stop of its own: maybe because another host died (its
+    collectives then fail at once), which the peer watch names within its timeout."""
+    kinds = {outcome.kind for outcome in outcomes.values()}
+    return "AlgorithmError" in kinds and not kinds & {"ClientError", "Stopped"}
+
+
+def _wait_for_the_watch(seconds: float) -> None:
+    log.info("A training process failed: waiting up to %.0f s for the peer watch to tell whether a host died", seconds)
+    time.sleep(seconds)  # the watch ends this process (os._exit) when a peer is lost
 
 
 class _Agent(threading.Thread):
@@ -107,17 +177,25 @@ class _Agent(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
 
-    def wait(self, stop: StopFlag, outcomes: Path) -> None:
+    def wait(self, stop: StopFlag, outcomes: Path, processes: int, watch: PeerWatch | None) -> None:
         """Until the workers end; a stop signal to this process is passed on once to each worker, as soon as it
-        handles it (a worker that is still starting would be killed by it: it waits until the worker is ready)."""
+        handles it (a worker that is still starting would be killed by it: it waits until the worker is ready).
+        The peer watch judges from when all workers joined the process group until one passed the last barrier."""
         passed_on: set[int] = set()
+        armed = done = False
         while self.is_alive():
             self.join(POLL_SECONDS)
             if stop.signum is not None:
-                for pid in set(_ready_workers(outcomes)) - passed_on:
+                for pid in set(_pids(outcomes, "ready")) - passed_on:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, stop.signum)
                     passed_on.add(pid)
+            if watch is not None and not armed and len(_pids(outcomes, "joined")) == processes:
+                watch.arm()
+                armed = True
+            if watch is not None and not done and _pids(outcomes, "done"):
+                watch.disarm()
+                done = True
         if self.error is not None:
             raise self.error
 
@@ -129,13 +207,18 @@ def _not_the_thread_warning(record: logging.LogRecord) -> bool:
     return "running on a child thread" not in message and not message.startswith("failed (exitcode")
 
 
-def _ready_workers(folder: Path) -> list[int]:
-    """The pids of the workers that handle stop signals now (each says so in its ready-<rank> file)."""
+def _pids(folder: Path, stage: str) -> list[int]:
+    """The pids of the workers that reached `stage`: ready (they handle stop signals), joined (the process
+    group: every host is up), done (past the job's last barrier), each in its <stage>-<local rank> file."""
     pids = []
-    for path in folder.glob("ready-*"):
+    for path in folder.glob(f"{stage}-*"):
         with contextlib.suppress(OSError, ValueError):
             pids.append(int(path.read_text()))
     return pids
+
+
+def _mark(folder: Path, stage: str, local: int) -> None:
+    atomic_write(folder / f"{stage}-{local}", lambda tmp: tmp.write_text(str(os.getpid())))
 
 
 def _read_outcomes(folder: Path, processes: int) -> dict[int, Outcome]:
@@ -172,30 +255,46 @@ def _result(outcomes: dict[int, Outcome], failed: ChildFailedError | None) -> Fi
 def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target, outcomes: Path) -> None:
     """One process of a multi-process job (the launcher sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_*). It leaves its
     Outcome in `outcomes`; a failed one then ends its process with an error, so the agent ends the others."""
-    rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed launcher takes its workers with it
+    place = Place(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), plan.processes)
     local_stop = StopFlag()
     with local_stop.installed():
-        atomic_write(outcomes / f"ready-{rank}", lambda tmp: tmp.write_text(str(os.getpid())))  # stops handled
-        setup_logging(logging.INFO if rank == 0 else logging.WARNING)  # the first process speaks for the job
-        device = torch.device("cuda", local) if plan.kind == "cuda" else torch.device("cpu")
+        _mark(outcomes, "ready", place.local_rank)  # stop signals are handled from here on
+        setup_logging(logging.INFO if place.local_rank == 0 else logging.WARNING)  # each host's first one speaks
+        device = torch.device("cuda", place.local_rank) if plan.kind == "cuda" else torch.device("cpu")
         if plan.kind == "cuda":
             torch.cuda.set_device(device)
         else:  # the processes share the cores
             torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
         dist.init_process_group(plan.backend)
+        _mark(outcomes, "joined", place.local_rank)  # every host's processes are in the group
         # all stop at the same iteration: one all-reduce of a CPU number per iteration, over gloo (on NCCL it would
         # wait for the GPU's queued work every iteration)
         group = dist.new_group(backend="gloo") if plan.backend != "gloo" else None
-        stop = CollectiveStop(local_stop, partial(_all_reduce, group))
-        outcome = _run(target, (job, config, options, stop, device, rank, plan.processes))
-        atomic_write(outcomes / f"{rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))
+        exchange = TorchExchange(place, job.cluster.hosts, group)
+        stop = CollectiveStop(local_stop, exchange.allreduce)
+        outcome = _run(target, (job, config, options, stop, device, place, exchange))
+        if outcome.kind in ("", "Stopped"):
+            outcome = _last_barrier(exchange, outcome)
+        atomic_write(outcomes / f"{place.local_rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))
+        if outcome.kind in ("", "Stopped"):
+            _mark(outcomes, "done", place.local_rank)  # the hosts may part now
     if outcome.kind not in ("", "Stopped"):
         raise SystemExit(1)  # without tearing down the process group: the others may be waiting in it
     dist.destroy_process_group()
 
 
+def _last_barrier(exchange: TorchExchange, outcome: Outcome) -> Outcome:
+    """Every process (of every host) has ended its part, the first one's artifacts written: now they may part."""
+    try:
+        exchange.drain()
+    except Exception as exc:  # noqa: BLE001 - a peer that failed after its part; the watch may name it
+        return Outcome(None, "AlgorithmError", f"The training processes did not all reach the job's end: {exc}")
+    return outcome
+
+
 def _run(target: Target, args: tuple) -> Outcome:
-    rank = args[5]
+    rank = args[5].rank
     try:
         return Outcome(target(*args))
     except Stopped as exc:
@@ -205,10 +304,3 @@ def _run(target: Target, args: tuple) -> Outcome:
     except Exception as exc:  # reported by the launcher's caller as an AlgorithmError
         log.warning("Training process %d failed", rank, exc_info=True)
         return Outcome(None, "AlgorithmError", f"Training process {rank} failed: {type(exc).__name__}: {exc}")
-
-
-def _all_reduce(group: dist.ProcessGroup | None, name: str, values: np.ndarray) -> np.ndarray:
-    """The sum of `values` over the processes (one small collective on the CPU)."""
-    tensor = torch.from_numpy(values.copy())
-    dist.all_reduce(tensor, group=group)
-    return tensor.numpy()

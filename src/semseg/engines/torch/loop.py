@@ -59,7 +59,6 @@ class TorchLoop:
         self.channels_last = channels_last
         self.scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
         self.normalize = Inputs(device, channels_last)
-        self.score = Scorer(net, self.normalize, precision)
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.loss = SegmentationLoss(num_classes, aux_weight, device, class_weights)
 
@@ -145,12 +144,19 @@ class TorchLoop:
         """Confusion matrix over this process's validation batches, summed over all processes.
 
         Any image size runs as it is (the networks resize to their input); a whole image above the pixel
-        budget goes by sliding `crop_size` windows (semseg.fit.sliding), as the server predicts it.
+        budget goes by sliding `crop_size` windows (semseg.fit.sliding), as the server predicts it. The network
+        runs without its DDP wrapper (which would wait for every process at each batch, and the processes may
+        have different numbers of validation batches), with the first process's BatchNorm statistics, as DDP
+        gives them to the training steps.
         """
+        net = getattr(self.net, "module", self.net)
+        if self.world > 1:
+            for buffer in net.buffers():
+                dist.broadcast(buffer, 0)
         self.net.eval()
         classes = self.num_classes
         counts = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
-        windows = SlidingWindows(self.score, self.crop_size, self.pixel_budget)
+        windows = SlidingWindows(Scorer(net, self.normalize, self.precision), self.crop_size, self.pixel_budget)
         try:
             for images, masks in batches:
                 if whole_images and self.crop_size and not windows.fits(images.shape[1], images.shape[2]):
@@ -158,7 +164,7 @@ class TorchLoop:
                     prediction = torch.stack(predicted).to(self.device).long()
                 else:
                     with self.precision.autocast_on(self.device):
-                        prediction = self.net(self.normalize(images))[0].argmax(dim=1)
+                        prediction = net(self.normalize(images))[0].argmax(dim=1)
                 labels = masks.to(self.device, non_blocking=True).long()
                 valid = labels != IGNORE
                 counts += torch.bincount(labels[valid] * classes + prediction[valid], minlength=classes * classes)

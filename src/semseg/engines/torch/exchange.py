@@ -1,0 +1,55 @@
+"""What the processes of a multi-process job of the PyTorch engine (one host or several) exchange around the
+training steps, over one gloo group (CPU numbers: on NCCL each exchange would wait for the GPU's queued work):
+the stop flag every iteration, the step count of ShardedByS3Key hosts, the class counts of class_weights=auto,
+the epoch to resume from, and the barrier before the hosts part. The gradients and the validation counts go
+through DDP and the loop's own all-reduces."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from semseg.contract.errors import AlgorithmError
+from semseg.engines.torch.devices import Place
+
+
+class TorchExchange:
+    """Collectives of every process of the job; each process calls them alike, in the same order."""
+
+    def __init__(self, place: Place, hosts: tuple[str, ...], group: dist.ProcessGroup | None = None) -> None:
+        self.place = place
+        self.hosts = hosts
+        self.group = group  # None: the default group (gloo already)
+
+    def allreduce(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The sum of `values` over the processes (float32 stays float32, int64 sums exactly)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(values).copy())
+        dist.all_reduce(tensor, group=self.group)
+        return tensor.numpy()
+
+    def sum_host_counts(self, counts: np.ndarray) -> np.ndarray:
+        """The sum over the hosts of counts that every process of a host has alike (its first one's count)."""
+        mine = counts.astype(np.int64) if self.place.local_rank == 0 else np.zeros_like(counts, np.int64)
+        return self.allreduce("host-counts", mine)
+
+    def gather(self, name: str, value: int) -> list[int]:
+        """Every process's integer `value`, in rank order."""
+        values = np.zeros(self.place.world, np.int64)
+        values[self.place.rank] = value
+        return [int(v) for v in self.allreduce(name, values)]
+
+    def agree_min(self, name: str, value: int) -> int:
+        return min(self.gather(name, value))
+
+    def check_same(self, name: str, value: int, what: str) -> None:
+        values = self.gather(name, value)
+        if len(set(values)) > 1:
+            each = ", ".join(
+                f"{self.hosts[rank // self.place.local_world]} (process {rank}): {v}" for rank, v in enumerate(values)
+            )
+            raise AlgorithmError(f"The hosts disagree on {what} ({each}); they must all see the same.")
+
+    def drain(self) -> None:
+        """Every process reached this point (their steps' exchanges are over)."""
+        dist.barrier(group=self.group)
