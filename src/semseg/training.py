@@ -1,10 +1,9 @@
-"""Which engine trains the job (SEMSEG_ENGINE: `mxnet`, the default, or `torch`), and what neither engine can do
-yet on several hosts. The engines load their framework here, after the configuration checks."""
+"""Which engine trains the job (SEMSEG_ENGINE: `mxnet`, the default, or `torch`). The engines load their framework
+here, after the configuration checks."""
 
 from __future__ import annotations
 
 from semseg.contract.config import Config
-from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.signals import StopFlag
@@ -13,8 +12,6 @@ from semseg.fit.loop import FitResult
 
 def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
     """Run the whole job on the engine `options` names; artifacts land in job.paths.model_dir."""
-    if job.cluster.distributed:
-        _check_several_hosts(job)
     if options.engine == "torch":
         from semseg.engines.torch.job import train_torch
 
@@ -22,12 +19,3 @@ def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitR
     from semseg.engines.mxnet.job import train_mxnet
 
     return train_mxnet(job, config, options, stop)
-
-
-def _check_several_hosts(job: Job) -> None:
-    hosts = f"resourceconfig.json lists {job.cluster.size} hosts"
-    if job.pipes:
-        raise ClientError(
-            f"{hosts}, and channel(s) {', '.join(sorted(job.pipes))} use Pipe mode: a stream's length is known only "
-            "at its end, but the hosts must take the same steps. Use File (or FastFile) mode with several hosts."
-        )

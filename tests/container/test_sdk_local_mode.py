@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import jpeg, make_job
+from tests.container.conftest import docker, jpeg, make_job
 
 pytestmark = pytest.mark.container
 
@@ -89,6 +89,41 @@ def test_sdk_v2_local_mode_on_two_instances(
         names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
     assert len(names) == len(set(names)), "one host's files: nothing collides"
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= set(names)
+
+
+def test_sdk_v2_local_mode_on_two_instances_of_the_hopper_image(
+    image: str, hopper_image: str, tmp_path: Path, offline_sdk: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two containers of the Hopper image train one model on torch.distributed (gloo on the CPU, static rendezvous
+    at the first host), and the model.tar.gz's model_algo-1 loads in plain GluonCV (the CPU image's, no torch)."""
+    estimator = fitted_estimator(hopper_image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
+    log = capfd.readouterr().out
+    hosts = sorted(set(re.findall(r"host: (algo-\d-\w+), epoch: 0, train loss", log)))
+    assert len(hosts) == 2, log[-3000:]
+    for host in hosts:
+        assert len(re.findall(rf"host: {host}, epoch: \d, validation mIOU", log)) == 2
+    assert "rendezvous at " in log and "torch.distributed gloo) on each of 2 hosts" in log, log[-3000:]
+    assert "GLOO_SOCKET_IFNAME=eth0" in log
+    miou = {float(v) for v in re.findall(r"epoch: 1, validation mIOU: (\S+) \.", log)}
+    assert len(miou) == 1, "global: the same on both hosts"
+    model_tar = Path(estimator.model_data.replace("file://", ""))
+    unpacked = tmp_path / "model"
+    with tarfile.open(model_tar) as tar:
+        names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
+        tar.extractall(unpacked, filter="data")
+    assert len(names) == len(set(names)), "one host's files: nothing collides"
+    code = (
+        "import mxnet as mx\n"
+        "from gluoncv.model_zoo import FCN\n"
+        "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
+        "net.load_parameters('/model/model_algo-1')\n"
+        "print(net(mx.nd.zeros((1, 3, 32, 32)))[0].shape)\n"
+    )
+    loaded = docker(
+        "run", "--rm", "--network", "none", "-v", f"{unpacked}:/model", "--entrypoint", "/opt/venv/bin/python",
+        image, "-c", code,
+    )  # fmt: skip
+    assert loaded.stdout.strip().splitlines()[-1] == "(1, 3, 32, 32)", loaded.stdout + loaded.stderr
 
 
 def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from itertools import count
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from PIL import Image
 from semseg.example import make_job
 from tests.functional.test_job_life import GRACE_SECONDS, wait_for
 from tests.helpers import board_scalars, read_board
+from tests.pipes import PipeWriter, to_pipe_mode
 
 pytestmark = pytest.mark.slow
 
@@ -198,3 +200,42 @@ def test_a_host_whose_data_fails_ends_at_once_and_the_other_follows(tmp_path: Pa
     assert [p.returncode for p in procs] == [1, 2], logs[0][-2000:] + logs[1][-2000:]
     assert (bases[1] / "output" / "failure").read_text().startswith("ClientError: Annotation ")
     assert (bases[0] / "output" / "failure").read_text().startswith("AlgorithmError: Host 127.0.0.2 has not answered")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pipe_mode_on_two_hosts_with_streams_of_different_lengths(tmp_path: Path, engine: str) -> None:
+    """ShardedByS3Key Pipe mode: host 0 streams 8 training pairs, host 1 streams 12. Each trains its share (2) of
+    mini_batch_size=4, so host 0's stream ends after 4 batches: every epoch ends there for both, host 1 reads the
+    rest of its stream unused, and the next epoch starts on the next FIFO on both. Validation streams too (each
+    host its own 4 pairs), with the counts summed: the same mIOU on both."""
+    streams = []
+    for rank, images in enumerate((8, 12)):
+        base = tmp_path / "pipes" / f"host{rank}"
+        make_job(base, images=images, size=32, hyperparameters={**HP, "num_training_samples": 20}, seed=rank)
+        streams.append(to_pipe_mode(base))
+        config_file = base / "input" / "config" / "inputdataconfig.json"
+        config = json.loads(config_file.read_text())
+        config["train"]["S3DistributionType"] = "ShardedByS3Key"
+        config_file.write_text(json.dumps(config))
+    with ExitStack() as stack:
+        fifos = [
+            {
+                split: stack.enter_context(
+                    PipeWriter(tmp_path / "pipes" / f"host{rank}" / "input" / "data", split, lambda _n, s=s: s)
+                )
+                for split, s in stream.items()
+            }
+            for rank, stream in enumerate(streams)
+        ]
+        _, procs = start_hosts(tmp_path, "pipes", env={"SEMSEG_PIPE_TIMEOUT": "20"}, engine=engine)
+        logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for log in logs:
+        assert "Channel train (Pipe mode, ShardedByS3Key): batches of 2 on this host, of its own stream" in log
+        assert re.findall(r"epoch: (\d), iterations: 4 ", log) == ["0", "1"] and "iterations: 5 " not in log
+    ended = "another host's stream ended after 4 batches; every host ends the epoch there"
+    assert logs[1].count(ended) == 2 and ended not in logs[0]
+    assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
+    assert len(metric(logs[0], "validation mIOU")) == 2
+    assert [fifo["train"].written for fifo in fifos] == [2, 2], "every FIFO read to its end, one per epoch"
+    assert [fifo["validation"].written for fifo in fifos] == [2, 2]

@@ -63,3 +63,26 @@ def test_drop_last_drops_the_partial_batch_and_a_short_stream_is_an_error(tmp_pa
     (tmp_path / "train_1").write_bytes(frame(png(1)) + frame(png(0)))
     with pytest.raises(ClientError, match=r"train_1 gave 1 image/mask pairs; the job needs at least"):
         list(stream)
+
+
+def test_parts_of_a_replicated_stream_take_every_nth_pair_and_together_all_of_them(tmp_path: Path) -> None:
+    write_passes(tmp_path, 10, passes=1)
+    taken = []
+    for part in range(3):
+        stream = PipeBatches(
+            tmp_path, "train", 2, shuffle=True, drop_last=False, seed=7, settings=PipeSettings(5, 4), take=(part, 3)
+        )
+        taken.append(order(stream, 0))
+    assert [sorted(pairs) for pairs in taken] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+
+
+def test_a_pass_that_ends_early_drains_its_stream_and_the_next_pass_reads_the_next(tmp_path: Path) -> None:
+    write_passes(tmp_path, 10)
+    stream = batches(tmp_path, 0)
+    stream.set_epoch(0)
+    first = iter(stream)
+    assert len(next(first)) == 3
+    stream.drain()  # what AgreedBatches does when another host's stream ended
+    first.close()
+    assert order(stream, 1) == list(range(10)), "pass 1 reads train_1 from its start"
+    assert stream.passes == 2

@@ -16,6 +16,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
 from semseg.data import transforms
+from semseg.data.agreed import AgreedBatches, AllHave
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import SegmentationDataset
 from semseg.data.fifo import PipeSettings
@@ -39,21 +40,24 @@ def build_loaders(
     pipe: PipeSettings | None = None,
     agree_min: Callable[[int], int] | None = None,
     local: tuple[int, int] = (0, 1),
-) -> tuple[EpochLoader, EpochLoader]:
+    all_have: AllHave | None = None,
+) -> tuple[EpochLoader | AgreedBatches, EpochLoader]:
     """(train, validation) loaders of the job's channels, each File or Pipe mode, made by the engine's
     `make_loader`.
 
-    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts (File mode
-    only: a FIFO has one reader). Training takes its share of every batch of the whole job's (same order
-    and seeds on every part), validation every parts-th image. A train channel distributed by S3 key
-    (each host got its own files) is trained whole, with this part's share of `mini_batch_size`, for the
-    number of batches that every part has (`agree_min` gives the smallest of all parts' counts); the processes
-    of one host (`local` = (local rank, processes on the host)) split its files.
+    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts (Pipe mode:
+    hosts, one process each, as a FIFO has one reader). Training takes its share of every batch of the whole
+    job's (same order and seeds on every part), validation every parts-th image. A train channel distributed
+    by S3 key (each host got its own files) is trained whole, with this part's share of `mini_batch_size`,
+    for the number of batches that every part has (`agree_min` gives the smallest of all parts' counts); the
+    processes of one host (`local` = (local rank, processes on the host)) split its files. A Pipe-mode train
+    channel on several parts ends each epoch where the first part's stream ends (`all_have` agrees on it,
+    see semseg.data.agreed); a FullyReplicated stream gives each part every parts-th pair.
     """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()
-    if job.pipes and shard[1] > 1:
-        raise ValueError("a Pipe-mode channel is read by one process")  # the engines plan for this
+    if job.pipes and shard[1] > 1 and local[1] > 1:
+        raise ValueError("a Pipe-mode channel is read by one process per host")  # the engines plan for this
     validation_transform = (
         transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     )
@@ -61,21 +65,50 @@ def build_loaders(
         ("train", _train_transform(config), config.mini_batch_size, True),
         ("validation", validation_transform, config.validation_mini_batch_size, False),
     )
-    loaders = []
+    loaders: list[Any] = []
     for split, transform, batch_size, training in splits:
         label_map = load_label_map(label_channel, split, config.num_classes)
         if split in job.pipes:
             dataset: Any = StreamDataset(label_map, transform)
-            sampler: BatchSampler = PipeBatches(
-                job.paths.data_dir, split, batch_size, shuffle=training, drop_last=training, seed=seed,
-                settings=pipe, expected=config.num_training_samples if training else None,
-            )  # fmt: skip
+            sampler: BatchSampler = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe)
         else:
             dataset = _file_dataset(job, split, label_map, transform)
             sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min, local)
-        loaders.append(EpochLoader(make_loader(dataset, sampler, workers), sampler))
+        loader: Any = EpochLoader(make_loader(dataset, sampler, workers), sampler)
+        if split in job.pipes and training and shard[1] > 1:
+            if all_have is None:
+                raise ValueError("a Pipe-mode train channel on several parts needs all_have")
+            loader = AgreedBatches(loader, all_have)
+        loaders.append(loader)
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]
+
+
+def _pipe_sampler(
+    job: Job, config: Config, split: str, batch_size: int, seed: int, shard: tuple[int, int], pipe: PipeSettings
+) -> PipeBatches:
+    """The batches of a Pipe-mode split for part `shard`: its share of the batch, of its own stream
+    (ShardedByS3Key) or of every parts-th pair of the stream that every part gets (FullyReplicated)."""
+    training = split == "train"
+    rank, parts = shard
+    own = _sharded_by_key(job, split) and parts > 1
+    share = max(1, _share(batch_size, shard))
+    if parts > 1:
+        log.info(
+            "Channel %s (Pipe mode, %s): batches of %d on this host, of %s", split,
+            "ShardedByS3Key" if own else "FullyReplicated", share,
+            "its own stream" if own else f"every {parts}th pair of the stream from pair {rank}",
+        )  # fmt: skip
+    return PipeBatches(
+        job.paths.data_dir, split, share, shuffle=training, drop_last=training, seed=seed + (rank if own else 0),
+        settings=pipe, expected=config.num_training_samples if training and not own else None,
+        take=(0, 1) if own or parts == 1 else shard,
+    )  # fmt: skip
+
+
+def _share(batch_size: int, shard: tuple[int, int]) -> int:
+    """Part shard[0]'s share of a batch of `batch_size` split over shard[1] parts (5 over 2: 3 and 2)."""
+    return batch_size // shard[1] + (shard[0] < batch_size % shard[1])
 
 
 def _file_sampler(
@@ -101,7 +134,7 @@ def _file_sampler(
     _check_train_size(config, len(dataset) * (shard[1] if own_files else 1))
     if not own_files:
         return SeededBatchSampler(len(dataset), batch_size, shuffle=True, drop_last=True, seed=seed, shard=shard)
-    share = batch_size // shard[1] + (shard[0] < batch_size % shard[1])
+    share = _share(batch_size, shard)
     batches = len(dataset) // share
     batches = agree_min(batches) if agree_min else batches
     if batches == 0:  # the same on every host: they all agreed on it

@@ -111,8 +111,11 @@ class PipeBatches:
         seed: int,
         settings: PipeSettings,
         expected: int | None = None,
+        take: tuple[int, int] = (0, 1),
     ) -> None:
         self.folder = folder
+        self.take = take  # (k, n): every n-th pair from the k-th (a FullyReplicated stream on n hosts)
+        self._reader: _Reader | None = None
         self.channel = channel
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -134,7 +137,7 @@ class PipeBatches:
     def __iter__(self) -> Iterator[list[StreamKey]]:
         path = self.folder / f"{self.channel}_{self.passes}"
         self.passes += 1
-        reader = _Reader(path, self.channel, self.settings)
+        reader = self._reader = _Reader(path, self.channel, self.settings)
         try:
             for batch in batches(self._keys(reader, path), self.batch_size, drop_last=False):
                 if len(batch) < self.batch_size and (self.drop_last or reader.stopped):
@@ -146,12 +149,21 @@ class PipeBatches:
         finally:
             reader.cancel()
 
+    def drain(self) -> None:
+        """The pass ends before its stream did (another host's ran out): its FIFO is read to the end, unused, so
+        that the next pass gets the next FIFO as SageMaker makes it; nothing more is read after a stop."""
+        if self._reader is not None:
+            self._reader.drain()
+
     def _keys(self, reader: _Reader, path: Path) -> Iterator[StreamKey]:
         """The stream's pairs as keys with their sample seeds, shuffled through the buffer when training."""
         rng = epoch_rng(self.seed, self.epoch)
         buffer_size = self.settings.shuffle_buffer if self.shuffle else 0
         buffer: list[StreamKey] = []
-        for pair in reader.pairs():
+        first, every = self.take
+        for index, pair in enumerate(reader.pairs()):
+            if index % every != first:
+                continue
             key = (pair.image, pair.mask, sample_seeds(rng), pair.record, self.channel, str(path))
             if len(buffer) < buffer_size:
                 buffer.append(key)
@@ -196,6 +208,7 @@ class _Reader:
         self.skipped: list[tuple[int, str]] = []  # (record, why): images File mode would skip too
         self._queue: queue.Queue[_Pair | _End | Exception] = queue.Queue(_QUEUE_PAIRS)
         self._cancelled = threading.Event()
+        self._draining = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pipe-{path.name}", daemon=True)
         self._thread.start()
 
@@ -216,8 +229,13 @@ class _Reader:
         self._cancelled.set()
         self._thread.join(timeout=5)
 
+    def drain(self) -> None:
+        """Read the rest of the FIFO without keeping it (until a stop request, or the FIFO's timeout)."""
+        self._draining.set()
+        self._thread.join()
+
     def _put(self, item: _Pair | _End | Exception) -> None:
-        while not self._cancelled.is_set():
+        while not self._cancelled.is_set() and not self._draining.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
                 return

@@ -38,3 +38,13 @@ class CollectiveStop:
             log.warning("Another host was asked to stop: stopping with it")
             self.by_peer = True
         return bool(stop)
+
+
+def every_part(allreduce: AllReduce, parts: int) -> Callable[[bool], bool]:
+    """Whether every one of the `parts` (hosts or processes) says yes: one small collective per call (each part
+    calls it alike)."""
+
+    def all_say(yes: bool) -> bool:
+        return bool(allreduce("every-part", np.array([1.0 if yes else 0.0], np.float32))[0] > parts - 0.5)
+
+    return all_say

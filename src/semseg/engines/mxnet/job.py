@@ -24,7 +24,7 @@ from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag
 from semseg.data.labels import IGNORE
 from semseg.data.pipeline import build_loaders
-from semseg.distributed.stop import CollectiveStop
+from semseg.distributed.stop import CollectiveStop, every_part
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.devices import Devices, device_memory, select_devices
 from semseg.engines.mxnet.exchange import DistributedLoop, ParameterServer, broadcast_parameters
@@ -85,6 +85,7 @@ def _fit(
     loaders = build_loaders(
         job, config, options.seed, options.workers_for(devices.gpu), mxnet_loader, pipe=options.pipe(local_stop),
         shard=(cluster.rank, cluster.size), agree_min=server and (lambda n: server.agree_min("batches", n)),
+        all_have=server and every_part(server.allreduce, cluster.size),
     )  # fmt: skip
     mixed_precision = config.precision_dtype == "float16"  # select_devices refused it without GPUs
     if mixed_precision:

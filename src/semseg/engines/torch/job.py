@@ -25,6 +25,7 @@ from semseg.contract.options import RunOptions
 from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
+from semseg.distributed.stop import CollectiveStop, every_part
 from semseg.engines.torch import files
 from semseg.engines.torch.devices import Place, device_memory, plan_devices
 from semseg.engines.torch.exchange import TorchExchange
@@ -56,7 +57,7 @@ def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
     if plan.processes > 1 and job.pipes:
         log.warning(
             "Pipe-mode channel(s) %s have a single reader: the torch engine trains in one process on one "
-            "device instead of %d. Use File or FastFile mode to train on all of them.",
+            "device of each host instead of %d. Use File or FastFile mode to train on all of them.",
             ", ".join(sorted(job.pipes)),
             plan.processes,
         )
@@ -102,8 +103,10 @@ def train_process(
     make_loader = partial(torch_loader, pin=on_gpu)
     loaders = build_loaders(
         job, config, options.seed, workers, make_loader, shard=(place.rank, place.world),
-        pipe=options.pipe(stop), local=(place.local_rank, place.local_world),
+        pipe=options.pipe(stop.local if isinstance(stop, CollectiveStop) else stop),  # a FIFO's reader thread
+        local=(place.local_rank, place.local_world),
         agree_min=partial(exchange.agree_min, "batches") if exchange else None,
+        all_have=every_part(exchange.allreduce, place.world) if exchange else None,
     )  # fmt: skip
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, place.world)
