@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from functools import partial
 from itertools import count
 from pathlib import Path
 
@@ -79,6 +80,10 @@ def start_hosts(
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[str]:
     return [proc.communicate(timeout=timeout)[0] for proc in procs]
+
+
+def same(stream: bytes, _pass: int) -> bytes:
+    return stream
 
 
 def metric(log: str, name: str) -> list[float]:
@@ -221,9 +226,9 @@ def test_pipe_mode_on_two_hosts_with_streams_of_different_lengths(tmp_path: Path
         fifos = [
             {
                 split: stack.enter_context(
-                    PipeWriter(tmp_path / "pipes" / f"host{rank}" / "input" / "data", split, lambda _n, s=s: s)
+                    PipeWriter(tmp_path / "pipes" / f"host{rank}" / "input" / "data", split, partial(same, data))
                 )
-                for split, s in stream.items()
+                for split, data in stream.items()
             }
             for rank, stream in enumerate(streams)
         ]

@@ -1,5 +1,5 @@
-"""Several hosts: roles and ps-lite's environment from resourceconfig.json, late host names, the peer watch,
-and the exact transport of validation counts."""
+"""Several hosts: roles and ps-lite's environment from resourceconfig.json, torch.distributed's rendezvous and
+network variables, late host names, the peer watch, and the exact transport of validation counts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from semseg.distributed.hosts import resolve
 from semseg.distributed.peers import PeerWatch
 from semseg.engines.mxnet.exchange import from_digits, to_digits
 from semseg.engines.mxnet.pslite import dmlc_env, roles
+from semseg.engines.torch.hosts import network_env, rendezvous, set_network_env
 from tests.conftest import write_config
 
 HOSTS = ["algo-1-x7k2q", "algo-2-m4p9d", "algo-3-z8c1r"]
@@ -131,3 +132,55 @@ def test_counts_travel_exactly_as_float32_digits() -> None:
     summed = sum((to_digits(counts) for _ in range(3)), np.zeros_like(digits))
     assert (from_digits(summed) == 3 * counts).all()
     assert (from_digits(digits) == counts).all()
+
+
+def test_hosts_are_sorted_so_every_host_agrees_on_the_leader(job_dir: Path) -> None:
+    listed = [HOSTS[2], HOSTS[0], HOSTS[1]]
+    resources = {"current_host": HOSTS[2], "hosts": listed, "current_instance_type": "ml.p5.48xlarge"}
+    write_config(job_dir, "resourceconfig.json", resources)
+    cluster = load_job(JobPaths(job_dir)).cluster
+    assert cluster.hosts == tuple(HOSTS) and cluster.rank == 2 and not cluster.leader
+    assert cluster.instance_type == "ml.p5.48xlarge"
+
+
+@pytest.mark.parametrize(
+    "instance_type, gpu, expected",
+    [
+        ("local", False, {"GLOO_SOCKET_IFNAME": "eth0"}),
+        ("ml.g5.2xlarge", True, {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0"}),
+        (
+            "ml.p5.48xlarge",
+            True,
+            {"GLOO_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0", "FI_PROVIDER": "efa", "RDMAV_FORK_SAFE": "1"},
+        ),
+        (
+            "ml.p4d.24xlarge",
+            True,
+            {
+                "GLOO_SOCKET_IFNAME": "eth0",
+                "NCCL_SOCKET_IFNAME": "eth0",
+                "FI_PROVIDER": "efa",
+                "RDMAV_FORK_SAFE": "1",
+                "FI_EFA_USE_DEVICE_RDMA": "1",
+            },
+        ),
+        ("ml.p5.48xlarge", False, {"GLOO_SOCKET_IFNAME": "eth0"}),  # the CPU: no NCCL, no EFA
+    ],
+)
+def test_the_torch_engine_sets_the_network_as_sagemakers_toolkit(instance_type: str, gpu: bool, expected: dict) -> None:
+    cluster = Cluster(tuple(HOSTS), HOSTS[0], "eth0", instance_type)
+    assert network_env(cluster, gpu) == expected
+
+
+def test_a_network_variable_the_user_set_wins() -> None:
+    environ = {"NCCL_SOCKET_IFNAME": "ens5"}
+    set_network_env(Cluster(tuple(HOSTS), HOSTS[0], "eth0", "ml.p5.48xlarge"), True, environ)
+    assert environ["NCCL_SOCKET_IFNAME"] == "ens5" and environ["FI_PROVIDER"] == "efa"
+
+
+def test_the_rendezvous_is_the_first_host_and_each_host_watches_the_next_ports() -> None:
+    cluster = Cluster(("127.0.0.1", "127.0.0.2", "127.0.0.3"), "127.0.0.2", "lo")
+    meet = rendezvous(cluster, 7777)
+    assert (meet.master, meet.port, meet.node_rank, meet.nodes, meet.address) == ("127.0.0.1", 7777, 1, 3, "127.0.0.2")
+    assert meet.watch_port == 7779
+    assert meet.peers == (("127.0.0.1", "127.0.0.1", 7778), ("127.0.0.3", "127.0.0.3", 7780))
