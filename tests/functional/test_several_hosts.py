@@ -160,7 +160,8 @@ def test_sigterm_on_one_host_stops_both_cleanly_and_they_resume_together(tmp_pat
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp_path: Path, engine: str) -> None:
     """ShardedByS3Key: host 0 got 8 images, host 1 got 12: both take host 0's number of steps, and
-    class_weights=auto counts the masks of both hosts, so they train with the same weights."""
+    class_weights=auto counts the masks of both hosts, so they train with the same weights. On torch each host
+    runs two processes, which split their host's files (4 + 4 and 6 + 6, one image of the batch each)."""
     for rank, images in enumerate((8, 12)):
         base = tmp_path / "sharded" / f"host{rank}"
         hp = {**HP, "num_training_samples": 20, "class_weights": "auto"}
@@ -169,10 +170,12 @@ def test_sharded_by_s3_key_hosts_train_what_they_received_for_the_same_steps(tmp
         config = {name: {"TrainingInputMode": "File"} for name in ("validation", "validation_annotation")}
         config.update({"train": channel, "train_annotation": channel})
         (base / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(config))
-    _, procs = start_hosts(tmp_path, "sharded", engine=engine)
+    torch = engine == "torch"
+    _, procs = start_hosts(tmp_path, "sharded", env={"SEMSEG_CPU_DEVICES": "2"} if torch else {}, engine=engine)
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    assert all("Channel train (ShardedByS3Key): 4 batches of 2 on this host" in log for log in logs)
+    share = 1 if torch else 2
+    assert all(f"Channel train (ShardedByS3Key): 4 batches of {share} on this host" in log for log in logs)
     assert metric(logs[0], "validation mIOU") == metric(logs[1], "validation mIOU")
     weights = [re.findall(r"Class weight \d: \S+", log) for log in logs]
     assert len(weights[0]) == 3 and weights[0] == weights[1]
