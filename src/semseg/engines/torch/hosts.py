@@ -3,18 +3,22 @@
 the README's "Several instances"): the hosts of resourceconfig.json (sorted), the first one the master of a
 static rendezvous on port 7777 (SEMSEG_MASTER_PORT), every host's node rank its index; the interface of
 `network_interface_name` for NCCL and gloo; on the instances with EFA, libfabric's EFA provider (and its
-device RDMA where the toolkit asks for it) for NCCL across the hosts."""
+device RDMA where the toolkit asks for it) for NCCL across the hosts. And the peer watch of the other hosts, as
+the MXNet engine's hosts have it (semseg.distributed.peers)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from semseg.contract.cluster import Cluster
+from semseg.contract.job import Job
+from semseg.contract.options import RunOptions
 from semseg.distributed.hosts import resolve
-from semseg.distributed.peers import watch_port
+from semseg.distributed.peers import PeerWatch, give_up, watch_port
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ EFA_INSTANCES = frozenset(
     }
 )  # fmt: skip
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge"})
+LOST_MARGIN_S = 5.0  # after a worker failed: how much longer than the peer timeout to wait for the watch
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,24 @@ def set_network_env(cluster: Cluster, gpu: bool, environ: MutableMapping[str, st
         environ.setdefault(name, value)
     chosen = {name: environ[name] for name in network_env(cluster, gpu)}
     log.info("Network between the hosts: %s", ", ".join(f"{k}={v}" for k, v in chosen.items()) or "the defaults")
+
+
+def watch_peers(job: Job, options: RunOptions, meet: Rendezvous, kill_workers: Callable[[], None]) -> PeerWatch:
+    """The watch of the other hosts: one that is lost ends this host's workers and this process at once."""
+
+    def lost(what: str) -> None:
+        give_up(what, job.current_host, job.paths.failure_file, kill_workers)
+
+    return PeerWatch(meet.address, meet.watch_port, meet.peers, options.peer_timeout_s, lost)
+
+
+def peer_may_have_failed(kinds: set[str]) -> bool:
+    """The workers' outcomes show a failure that is neither a ClientError nor a stop of their own: maybe because
+    another host died (the collectives then fail at once), which the peer watch names within its timeout."""
+    return "AlgorithmError" in kinds and not kinds & {"ClientError", "Stopped"}
+
+
+def wait_for_the_watch(peer_timeout_s: float) -> None:
+    seconds = peer_timeout_s + LOST_MARGIN_S
+    log.info("A training process failed: waiting up to %.0f s for the peer watch to tell whether a host died", seconds)
+    time.sleep(seconds)  # the watch ends this process (os._exit) when a peer is lost

@@ -26,7 +26,6 @@ import pickle
 import signal
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,11 +43,11 @@ from semseg.contract.files import atomic_write
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.signals import StopFlag, StopSignal
-from semseg.distributed.peers import PeerWatch, give_up
+from semseg.distributed.peers import PeerWatch
 from semseg.distributed.stop import CollectiveStop
 from semseg.engines.torch.devices import Place, Plan
 from semseg.engines.torch.exchange import TorchExchange
-from semseg.engines.torch.hosts import Rendezvous
+from semseg.engines.torch.hosts import Rendezvous, peer_may_have_failed, wait_for_the_watch, watch_peers
 from semseg.fit.loop import FitResult
 from semseg.logs import setup_logging
 
@@ -58,7 +57,6 @@ log = logging.getLogger(__name__)
 Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Place, TorchExchange], FitResult]
 POLL_SECONDS = 0.2
 RENDEZVOUS_TIMEOUT_S = 900  # the other hosts may start minutes later (SageMaker's containers wait 15 minutes)
-LOST_MARGIN_S = 5.0  # after a worker failed: how much longer than the peer timeout to wait for the watch
 RUN_ID = "semseg"  # the same on every host: the prefix of the rendezvous' keys in the master's store
 KILLED = (
     "Training process {rank} was killed by signal {signal} and could not report why. When the host runs out of "
@@ -94,14 +92,14 @@ def launch(
     )
     with tempfile.TemporaryDirectory(prefix="semseg-outcomes-") as folder:
         outcomes = Path(folder)
-        watch = _peer_watch(job, options, meet, outcomes) if meet else None
+        watch = watch_peers(job, options, meet, _kill_workers(outcomes)) if meet else None
         try:
             launched = _Agent(_launch_config(plan, meet), (job, config, options, plan, target, outcomes))
             launched.start()
             launched.wait(stop, outcomes, plan.processes, watch)  # a second stop signal ends the job, workers too
             found = _read_outcomes(outcomes, plan.processes)
-            if watch is not None and _peer_may_have_failed(found):
-                _wait_for_the_watch(options.peer_timeout_s + LOST_MARGIN_S)
+            if watch is not None and peer_may_have_failed({outcome.kind for outcome in found.values()}):
+                wait_for_the_watch(options.peer_timeout_s)
             return _result(found, launched.failed)
         finally:
             if watch is not None:
@@ -133,30 +131,13 @@ def _launch_config(plan: Plan, meet: Rendezvous | None) -> LaunchConfig:
     )
 
 
-def _peer_watch(job: Job, options: RunOptions, meet: Rendezvous, outcomes: Path) -> PeerWatch:
-    """The watch of the other hosts: one that is lost ends this host's workers and this process at once."""
-
-    def kill_workers() -> None:
+def _kill_workers(outcomes: Path) -> Callable[[], None]:
+    def kill() -> None:
         for pid in _pids(outcomes, "ready"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def lost(what: str) -> None:
-        give_up(what, job.current_host, job.paths.failure_file, kill_workers)
-
-    return PeerWatch(meet.address, meet.watch_port, meet.peers, options.peer_timeout_s, lost)
-
-
-def _peer_may_have_failed(outcomes: dict[int, Outcome]) -> bool:
-    """A worker failed with neither a ClientError nor a stop of its own: maybe because another host died (its
-    collectives then fail at once), which the peer watch names within its timeout."""
-    kinds = {outcome.kind for outcome in outcomes.values()}
-    return "AlgorithmError" in kinds and not kinds & {"ClientError", "Stopped"}
-
-
-def _wait_for_the_watch(seconds: float) -> None:
-    log.info("A training process failed: waiting up to %.0f s for the peer watch to tell whether a host died", seconds)
-    time.sleep(seconds)  # the watch ends this process (os._exit) when a peer is lost
+    return kill
 
 
 class _Agent(threading.Thread):
