@@ -103,3 +103,20 @@ def jpeg(height: int, width: int, seed: int = 0) -> bytes:
         buffer, "JPEG"
     )
     return buffer.getvalue()
+
+
+def gluoncv_output_shape(image: str, folder: Path, params: str) -> str:
+    """The output shape of GluonCV's FCN (3 classes, crop 32) with `folder/params` loaded, run inside `image`
+    with plain GluonCV (the test client has no MXNet): the artifacts' promise of loading outside this project."""
+    code = (
+        "import semseg.engines.mxnet.gluoncv_import, mxnet as mx\n"
+        "from gluoncv.model_zoo import FCN\n"
+        "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
+        f"net.load_parameters('/model/{params}')\n"
+        "print(net(mx.nd.zeros((1, 3, 32, 32)))[0].shape)\n"
+    )
+    loaded = docker(
+        "run", "--rm", "--network", "none", "-v", f"{folder}:/model", "--entrypoint", "/opt/venv/bin/python",
+        image, "-c", code,
+    )  # fmt: skip
+    return loaded.stdout.strip().splitlines()[-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import docker, make_job, run_job
+from tests.container.conftest import docker, gluoncv_output_shape, make_job, run_job
 
 pytestmark = pytest.mark.container
 
@@ -52,18 +52,7 @@ def test_a_job_trains_on_the_torch_engine_and_writes_gluoncv_artifacts(hopper_im
         p.name for p in model.iterdir()
     }
     # the artifacts load in plain GluonCV, inside the image (the test client has no MXNet)
-    code = (
-        "import semseg.engines.mxnet.gluoncv_import, mxnet as mx\n"
-        "from gluoncv.model_zoo import FCN\n"
-        "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
-        "net.load_parameters('/opt/ml/model/model_best.params')\n"
-        "print(net(mx.nd.zeros((1, 3, 32, 32)))[0].shape)\n"
-    )
-    loaded = docker(
-        "run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", "--entrypoint", "/opt/venv/bin/python",
-        hopper_image, "-c", code,
-    )  # fmt: skip
-    assert loaded.stdout.strip().splitlines()[-1] == "(1, 3, 32, 32)"
+    assert gluoncv_output_shape(hopper_image, model, "model_best.params") == "(1, 3, 32, 32)"
 
 
 def test_the_hopper_image_serves_with_torch_as_the_cpu_image_serves(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import docker, jpeg, make_job
+from tests.container.conftest import gluoncv_output_shape, jpeg, make_job
 
 pytestmark = pytest.mark.container
 
@@ -112,18 +112,7 @@ def test_sdk_v2_local_mode_on_two_instances_of_the_hopper_image(
         names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
         tar.extractall(unpacked, filter="data")
     assert len(names) == len(set(names)), "one host's files: nothing collides"
-    code = (
-        "import mxnet as mx\n"
-        "from gluoncv.model_zoo import FCN\n"
-        "net = FCN(nclass=3, backbone='resnet50', pretrained_base=False, crop_size=32)\n"
-        "net.load_parameters('/model/model_algo-1')\n"
-        "print(net(mx.nd.zeros((1, 3, 32, 32)))[0].shape)\n"
-    )
-    loaded = docker(
-        "run", "--rm", "--network", "none", "-v", f"{unpacked}:/model", "--entrypoint", "/opt/venv/bin/python",
-        image, "-c", code,
-    )  # fmt: skip
-    assert loaded.stdout.strip().splitlines()[-1] == "(1, 3, 32, 32)", loaded.stdout + loaded.stderr
+    assert gluoncv_output_shape(image, unpacked, "model_algo-1") == "(1, 3, 32, 32)"
 
 
 def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:

@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 
 from semseg.contract.cluster import Cluster
-from semseg.contract.errors import AlgorithmError
+from semseg.distributed.agree import Agreement
 from semseg.distributed.hosts import resolve
 from semseg.distributed.peers import PeerWatch, give_up, watch_port
 from semseg.engines.mxnet.pslite import dmlc_env, roles
@@ -49,7 +49,7 @@ _CHILD_EXIT_S = 30.0
 _ROLE_PROCESS = "import ctypes; ctypes.CDLL(None).prctl(1, 9); import mxnet"  # prctl(PR_SET_PDEATHSIG, SIGKILL)
 
 
-class ParameterServer:
+class ParameterServer(Agreement):
     def __init__(self, cluster: Cluster, gpu: bool, port: int, peer_timeout_s: float, failure_file: Path) -> None:
         self.cluster = cluster
         self.failure_file = failure_file
@@ -117,22 +117,16 @@ class ParameterServer:
                 child.kill()
         self.watch.close()
 
-    def gather(self, name: str, value: int) -> list[int]:
-        """Every host's non-negative `value`, in host order."""
-        values = np.zeros(self.cluster.size, np.int64)
-        values[self.cluster.rank] = value
-        return [int(v) for v in self.sum_counts(name, values)]
+    @property
+    def parts(self) -> int:
+        return self.cluster.size
 
-    def agree_min(self, name: str, value: int) -> int:
-        """The smallest of every host's `value`."""
-        return min(self.gather(name, value))
+    @property
+    def part(self) -> int:
+        return self.cluster.rank
 
-    def check_same(self, name: str, value: int, what: str) -> None:
-        """AlgorithmError unless every host has the same `value` (`what` names it in the message)."""
-        values = self.gather(name, value)
-        if len(set(values)) > 1:
-            each = ", ".join(f"{host}: {v}" for host, v in zip(self.cluster.hosts, values))
-            raise AlgorithmError(f"The hosts disagree on {what} ({each}); they must all see the same.")
+    def part_name(self, part: int) -> str:
+        return self.cluster.hosts[part]
 
     def _children_ended(self) -> str | None:
         for role, child in zip(roles(self.cluster), self._children):

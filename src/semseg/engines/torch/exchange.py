@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from semseg.contract.errors import AlgorithmError
+from semseg.distributed.agree import Agreement
 from semseg.engines.torch.devices import Place
 
 
-class TorchExchange:
+class TorchExchange(Agreement):
     """Collectives of every process of the job; each process calls them alike, in the same order."""
 
     def __init__(self, place: Place, hosts: tuple[str, ...], group: dist.ProcessGroup | None = None) -> None:
@@ -33,22 +33,19 @@ class TorchExchange:
         mine = counts.astype(np.int64) if self.place.local_rank == 0 else np.zeros_like(counts, np.int64)
         return self.allreduce("host-counts", mine)
 
-    def gather(self, name: str, value: int) -> list[int]:
-        """Every process's integer `value`, in rank order."""
-        values = np.zeros(self.place.world, np.int64)
-        values[self.place.rank] = value
-        return [int(v) for v in self.allreduce(name, values)]
+    def sum_counts(self, name: str, counts: np.ndarray) -> np.ndarray:
+        return self.allreduce(name, counts.astype(np.int64))
 
-    def agree_min(self, name: str, value: int) -> int:
-        return min(self.gather(name, value))
+    @property
+    def parts(self) -> int:
+        return self.place.world
 
-    def check_same(self, name: str, value: int, what: str) -> None:
-        values = self.gather(name, value)
-        if len(set(values)) > 1:
-            each = ", ".join(
-                f"{self.hosts[rank // self.place.local_world]} (process {rank}): {v}" for rank, v in enumerate(values)
-            )
-            raise AlgorithmError(f"The hosts disagree on {what} ({each}); they must all see the same.")
+    @property
+    def part(self) -> int:
+        return self.place.rank
+
+    def part_name(self, part: int) -> str:
+        return f"{self.hosts[part // self.place.local_world]} (process {part})"
 
     def drain(self) -> None:
         """Every process reached this point (their steps' exchanges are over)."""
