@@ -79,16 +79,27 @@ def test_sdk_v2_local_mode_on_two_instances(
     """Two containers on the SDK's compose network train one model on MXNet's parameter server."""
     estimator = fitted_estimator(image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
     log = capfd.readouterr().out
+    assert_each_host_logged_two_epochs(log)
+    assert "kvstore dist_sync" in log
+    names = model_tar_names(estimator, tmp_path / "model")
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= set(names)
+
+
+def assert_each_host_logged_two_epochs(log: str) -> None:
     hosts = sorted(set(re.findall(r"host: (algo-\d-\w+), epoch: 0, train loss", log)))
     assert len(hosts) == 2, log[-3000:]
     for host in hosts:
         assert len(re.findall(rf"host: {host}, epoch: \d, validation mIOU", log)) == 2
-    assert "kvstore dist_sync" in log
-    model_tar = Path(estimator.model_data.replace("file://", ""))
-    with tarfile.open(model_tar) as tar:
+
+
+def model_tar_names(estimator: Any, unpack_to: Path) -> list[str]:
+    """The file names in the fitted estimator's model.tar.gz, unpacked to `unpack_to`: one host's files, so
+    nothing collides."""
+    with tarfile.open(Path(estimator.model_data.replace("file://", ""))) as tar:
         names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
+        tar.extractall(unpack_to, filter="data")
     assert len(names) == len(set(names)), "one host's files: nothing collides"
-    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= set(names)
+    return names
 
 
 def test_sdk_v2_local_mode_on_two_instances_of_the_hopper_image(
@@ -98,20 +109,13 @@ def test_sdk_v2_local_mode_on_two_instances_of_the_hopper_image(
     at the first host), and the model.tar.gz's model_algo-1 loads in plain GluonCV (the CPU image's, no torch)."""
     estimator = fitted_estimator(hopper_image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
     log = capfd.readouterr().out
-    hosts = sorted(set(re.findall(r"host: (algo-\d-\w+), epoch: 0, train loss", log)))
-    assert len(hosts) == 2, log[-3000:]
-    for host in hosts:
-        assert len(re.findall(rf"host: {host}, epoch: \d, validation mIOU", log)) == 2
+    assert_each_host_logged_two_epochs(log)
     assert "rendezvous at " in log and "torch.distributed gloo) on each of 2 hosts" in log, log[-3000:]
     assert "GLOO_SOCKET_IFNAME=eth0" in log
     miou = {float(v) for v in re.findall(r"epoch: 1, validation mIOU: (\S+) \.", log)}
     assert len(miou) == 1, "global: the same on both hosts"
-    model_tar = Path(estimator.model_data.replace("file://", ""))
     unpacked = tmp_path / "model"
-    with tarfile.open(model_tar) as tar:
-        names = [Path(n).name for n in tar.getnames() if n not in (".", "")]
-        tar.extractall(unpacked, filter="data")
-    assert len(names) == len(set(names)), "one host's files: nothing collides"
+    assert "model_algo-1" in model_tar_names(estimator, unpacked)
     assert gluoncv_output_shape(image, unpacked, "model_algo-1") == "(1, 3, 32, 32)"
 
 
