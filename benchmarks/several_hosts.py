@@ -37,6 +37,8 @@ HP = {"epochs": 3, "mini_batch_size": 4, "validation_mini_batch_size": 4, "crop_
 BANDWIDTH_GBPS = {
     "25 Gbit/s (ml.p3.16xlarge, ml.g5.12xlarge)": 25,
     "100 Gbit/s (ml.p3dn.24xlarge, ml.g5.48xlarge)": 100,
+    "400 Gbit/s (ml.p4d.24xlarge, EFA)": 400,
+    "3200 Gbit/s (ml.p5.48xlarge, EFA)": 3200,
 }
 
 
