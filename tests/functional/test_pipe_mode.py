@@ -244,3 +244,22 @@ def test_auto_class_weights_in_pipe_mode_say_to_give_the_list(tmp_path: Path, tr
     assert run.code == 2 and time.monotonic() - started < 30, "before any wait on the FIFO"
     assert "class_weights=auto counts the pixels of the training masks" in run.failure
     assert "Give class_weights as a list of num_classes numbers" in run.failure
+
+
+def test_torch_processes_of_one_host_share_its_fifos_read_by_the_first(tmp_path: Path, train_job) -> None:
+    """Two torch processes on one host (SEMSEG_CPU_DEVICES=2): the first reads each FIFO once and hands each
+    process its share of every batch, so both train, one FIFO per channel and epoch is read, and validation
+    scores every streamed pixel once: the confusion matrix counts as many pixels as one process's does."""
+    totals = {}
+    for processes in (1, 2):
+        base, streams = job(tmp_path, f"fed{processes}")
+        env = {**FAST, "SEMSEG_ENGINE": "torch", "SEMSEG_CPU_DEVICES": str(processes)}
+        with writers(base, streams) as fifos:
+            run = train_job(base=base, env=env)
+        assert run.code == 0, run.failure
+        assert fifos["train"].written == 2 and fifos["validation"].written == 2
+        assert {"model_algo-1", "model_best.params"} <= run.model_files
+        assert any(f"Starting {processes} training processes" in m for m in run.messages) == (processes == 2)
+        evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+        totals[processes] = int(np.sum(evaluation["confusion_matrix"]))
+    assert totals[2] == totals[1] > 0, totals

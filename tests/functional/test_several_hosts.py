@@ -215,7 +215,8 @@ def test_pipe_mode_on_two_hosts_with_streams_of_different_lengths(tmp_path: Path
     """ShardedByS3Key Pipe mode: host 0 streams 8 training pairs, host 1 streams 12. Each trains its share (2) of
     mini_batch_size=4, so host 0's stream ends after 4 batches: every epoch ends there for both, host 1 reads the
     rest of its stream unused, and the next epoch starts on the next FIFO on both. Validation streams too (each
-    host its own 4 pairs), with the counts summed: the same mIOU on both."""
+    host its own 4 pairs), with the counts summed: the same mIOU on both. On torch each host runs two processes,
+    its first one reading the FIFOs for both."""
     streams = []
     for rank, images in enumerate((8, 12)):
         base = tmp_path / "pipes" / f"host{rank}"
@@ -235,11 +236,13 @@ def test_pipe_mode_on_two_hosts_with_streams_of_different_lengths(tmp_path: Path
             }
             for rank, stream in enumerate(streams)
         ]
-        _, procs = start_hosts(tmp_path, "pipes", env={"SEMSEG_PIPE_TIMEOUT": "20"}, engine=engine)
+        env = {"SEMSEG_PIPE_TIMEOUT": "20", **({"SEMSEG_CPU_DEVICES": "2"} if engine == "torch" else {})}
+        _, procs = start_hosts(tmp_path, "pipes", env=env, engine=engine)
         logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     for log in logs:
         assert "Channel train (Pipe mode, ShardedByS3Key): batches of 2 on this host, of its own stream" in log
+        assert ("read by its first process and shared by 2" in log) == (engine == "torch")
         assert re.findall(r"epoch: (\d), iterations: 4 ", log) == ["0", "1"] and "iterations: 5 " not in log
     ended = "another host's stream ended after 4 batches; every host ends the epoch there"
     assert logs[1].count(ended) == 2 and ended not in logs[0]

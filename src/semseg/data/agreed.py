@@ -7,23 +7,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from semseg.data.samplers import EpochLoader
-from semseg.data.stream import PipeBatches
 
 log = logging.getLogger(__name__)
 
 AllHave = Callable[[bool], bool]  # this part has a batch -> whether every part has one (a collective)
 
 
-class AgreedBatches:
-    """An EpochLoader of a PipeBatches sampler whose epochs end for every part at the same batch."""
+class Stream(Protocol):
+    """A Pipe-mode batch sampler (semseg.data.stream.PipeBatches, semseg.data.fed.FedBatches)."""
 
-    def __init__(self, loader: EpochLoader, all_have: AllHave) -> None:
-        assert isinstance(loader.sampler, PipeBatches)
+    channel: str
+
+    def drain(self) -> None: ...
+
+
+class AgreedBatches:
+    """An EpochLoader of a Pipe-mode sampler whose epochs end for every part at the same batch."""
+
+    def __init__(self, loader: EpochLoader, sampler: Stream, all_have: AllHave) -> None:
         self.loader = loader
-        self.sampler: PipeBatches = loader.sampler
+        self.sampler = sampler
         self.all_have = all_have
 
     def set_epoch(self, epoch: int) -> None:

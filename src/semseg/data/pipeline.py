@@ -19,6 +19,7 @@ from semseg.data import transforms
 from semseg.data.agreed import AgreedBatches, AllHave
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import SegmentationDataset
+from semseg.data.fed import FedBatches, Scatter
 from semseg.data.fifo import PipeSettings
 from semseg.data.labels import LabelMap, load_label_map
 from semseg.data.samplers import BatchSampler, EpochLoader, SeededBatchSampler
@@ -41,23 +42,25 @@ def build_loaders(
     agree_min: Callable[[int], int] | None = None,
     local: tuple[int, int] = (0, 1),
     all_have: AllHave | None = None,
+    scatter: Scatter | None = None,
 ) -> tuple[EpochLoader | AgreedBatches, EpochLoader]:
     """(train, validation) loaders of the job's channels, each File or Pipe mode, made by the engine's
     `make_loader`.
 
-    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts (Pipe mode:
-    hosts, one process each, as a FIFO has one reader). Training takes its share of every batch of the whole
-    job's (same order and seeds on every part), validation every parts-th image. A train channel distributed
-    by S3 key (each host got its own files) is trained whole, with this part's share of `mini_batch_size`,
-    for the number of batches that every part has (`agree_min` gives the smallest of all parts' counts); the
-    processes of one host (`local` = (local rank, processes on the host)) split its files. A Pipe-mode train
-    channel on several parts ends each epoch where the first part's stream ends (`all_have` agrees on it,
-    see semseg.data.agreed); a FullyReplicated stream gives each part every parts-th pair.
+    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts. Training takes
+    its share of every batch of the whole job's (same order and seeds on every part), validation every
+    parts-th image. A train channel distributed by S3 key (each host got its own files) is trained whole, with
+    this part's share of `mini_batch_size`, for the number of batches that every part has (`agree_min` gives
+    the smallest of all parts' counts); the processes of one host (`local` = (local rank, processes on the
+    host)) split its files. A Pipe-mode train channel on several parts ends each epoch where the first part's
+    stream ends (`all_have` agrees on it, see semseg.data.agreed); a FullyReplicated stream gives each host
+    every hosts-th pair; on a host of several processes its first one reads the FIFO and `scatter`s their
+    shares of each batch (semseg.data.fed).
     """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()
-    if job.pipes and shard[1] > 1 and local[1] > 1:
-        raise ValueError("a Pipe-mode channel is read by one process per host")  # the engines plan for this
+    if job.pipes and local[1] > 1 and scatter is None:
+        raise ValueError("a Pipe-mode channel of several processes on a host needs scatter")
     validation_transform = (
         transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     )
@@ -70,7 +73,7 @@ def build_loaders(
         label_map = load_label_map(label_channel, split, config.num_classes)
         if split in job.pipes:
             dataset: Any = StreamDataset(label_map, transform)
-            sampler: BatchSampler = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe)
+            sampler: BatchSampler = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe, local, scatter)
         else:
             dataset = _file_dataset(job, split, label_map, transform)
             sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min, local)
@@ -78,32 +81,50 @@ def build_loaders(
         if split in job.pipes and training and shard[1] > 1:
             if all_have is None:
                 raise ValueError("a Pipe-mode train channel on several parts needs all_have")
-            loader = AgreedBatches(loader, all_have)
+            loader = AgreedBatches(loader, sampler, all_have)  # type: ignore[arg-type]  # a Pipe-mode sampler
         loaders.append(loader)
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]
 
 
 def _pipe_sampler(
-    job: Job, config: Config, split: str, batch_size: int, seed: int, shard: tuple[int, int], pipe: PipeSettings
-) -> PipeBatches:
-    """The batches of a Pipe-mode split for part `shard`: its share of the batch, of its own stream
-    (ShardedByS3Key) or of every parts-th pair of the stream that every part gets (FullyReplicated)."""
+    job: Job,
+    config: Config,
+    split: str,
+    batch_size: int,
+    seed: int,
+    shard: tuple[int, int],
+    pipe: PipeSettings,
+    local: tuple[int, int] = (0, 1),
+    scatter: Scatter | None = None,
+) -> PipeBatches | FedBatches:
+    """The batches of a Pipe-mode split for part `shard`: its host's share of the batch, of the host's own stream
+    (ShardedByS3Key) or of every hosts-th pair of the stream that every host gets (FullyReplicated); with
+    several processes on the host, this process's share of that, read by the host's first process."""
     training = split == "train"
-    rank, parts = shard
-    own = _sharded_by_key(job, split) and parts > 1
-    share = max(1, _share(batch_size, shard))
-    if parts > 1:
+    hosts, host = shard[1] // local[1], shard[0] // local[1]
+    own = _sharded_by_key(job, split) and hosts > 1
+    share = max(1, _share(batch_size, (host, hosts)))
+    expected = config.num_training_samples if training and not own else None
+    if shard[1] > 1:
         log.info(
-            "Channel %s (Pipe mode, %s): batches of %d on this host, of %s", split,
+            "Channel %s (Pipe mode, %s): batches of %d on this host, of %s%s", split,
             "ShardedByS3Key" if own else "FullyReplicated", share,
-            "its own stream" if own else f"every {parts}th pair of the stream from pair {rank}",
+            "its own stream" if own or hosts == 1 else f"every {hosts}th pair of the stream from pair {host}",
+            f", read by its first process and shared by {local[1]}" if local[1] > 1 else "",
         )  # fmt: skip
-    return PipeBatches(
-        job.paths.data_dir, split, share, shuffle=training, drop_last=training, seed=seed + (rank if own else 0),
-        settings=pipe, expected=config.num_training_samples if training and not own else None,
-        take=(0, 1) if own or parts == 1 else shard,
-    )  # fmt: skip
+    source = None
+    if local[0] == 0:
+        source = PipeBatches(
+            job.paths.data_dir, split, share, shuffle=training, drop_last=training, seed=seed + (host if own else 0),
+            settings=pipe, expected=expected, take=(0, 1) if own or hosts == 1 else (host, hosts),
+        )  # fmt: skip
+        if local[1] == 1:
+            return source
+    assert scatter is not None
+    shares = [_share(share, (k, local[1])) for k in range(local[1])]
+    length = (expected or 0) // share if training else 0
+    return FedBatches(source, scatter, shares, split, length)
 
 
 def _share(batch_size: int, shard: tuple[int, int]) -> int:

@@ -1,10 +1,12 @@
 """What the processes of a multi-process job of the PyTorch engine (one host or several) exchange around the
-training steps, over one gloo group (CPU numbers: on NCCL each exchange would wait for the GPU's queued work):
-the stop flag every iteration, the step count of ShardedByS3Key hosts, the class counts of class_weights=auto,
-the epoch to resume from, and the barrier before the hosts part. The gradients and the validation counts go
-through DDP and the loop's own all-reduces."""
+training steps, over gloo groups (CPU numbers: on NCCL each exchange would wait for the GPU's queued work): the
+stop flag every iteration, the step count of ShardedByS3Key hosts, the class counts of class_weights=auto, the
+epoch to resume from, the barrier before the hosts part, and a Pipe-mode channel's batches within a host. The
+gradients and the validation counts go through DDP and the loop's own all-reduces."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,10 +19,25 @@ from semseg.engines.torch.devices import Place
 class TorchExchange(Agreement):
     """Collectives of every process of the job; each process calls them alike, in the same order."""
 
-    def __init__(self, place: Place, hosts: tuple[str, ...], group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self,
+        place: Place,
+        hosts: tuple[str, ...],
+        group: dist.ProcessGroup | None = None,
+        host_group: dist.ProcessGroup | None = None,
+    ) -> None:
         self.place = place
         self.hosts = hosts
         self.group = group  # None: the default group (gloo already)
+        self.host_group = host_group  # gloo, this host's processes (a Pipe-mode channel's readers)
+
+    def scatter_on_host(self, parts: list[Any] | None) -> Any:
+        """The host's first process hands each of its processes its part of `parts` (semseg.data.fed)."""
+        received: list[Any] = [None]
+        first = self.place.rank - self.place.local_rank
+        mine = parts if self.place.local_rank == 0 else None
+        dist.scatter_object_list(received, mine, src=first, group=self.host_group)
+        return received[0]
 
     def allreduce(self, name: str, values: np.ndarray) -> np.ndarray:
         """The sum of `values` over the processes (float32 stays float32, int64 sums exactly)."""

@@ -9,7 +9,6 @@ rendezvous (semseg.engines.torch.hosts), as SageMaker's PyTorch containers do.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from functools import partial
@@ -54,14 +53,6 @@ def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -
     hosts = f" on each of {cluster.size} hosts" if cluster.distributed else ""
     log.info("Engine: PyTorch %s, on %s%s", torch.__version__, where, hosts)
     check_fits(config, device_memory(config, plan))
-    if plan.processes > 1 and job.pipes:
-        log.warning(
-            "Pipe-mode channel(s) %s have a single reader: the torch engine trains in one process on one "
-            "device of each host instead of %d. Use File or FastFile mode to train on all of them.",
-            ", ".join(sorted(job.pipes)),
-            plan.processes,
-        )
-        plan = dataclasses.replace(plan, processes=1)
     if cluster.distributed:
         set_network_env(cluster, plan.kind == "cuda")
         meet = rendezvous(cluster, options.master_port)
@@ -107,6 +98,7 @@ def train_process(
         local=(place.local_rank, place.local_world),
         agree_min=partial(exchange.agree_min, "batches") if exchange else None,
         all_have=every_part(exchange.allreduce, place.world) if exchange else None,
+        scatter=exchange.scatter_on_host if exchange else None,
     )  # fmt: skip
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, place.world)

@@ -252,7 +252,10 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
         # all stop at the same iteration: one all-reduce of a CPU number per iteration, over gloo (on NCCL it would
         # wait for the GPU's queued work every iteration)
         group = dist.new_group(backend="gloo") if plan.backend != "gloo" else None
-        exchange = TorchExchange(place, job.cluster.hosts, group)
+        host_group = None
+        if job.pipes:  # the host's first process reads its FIFOs for all of them
+            host_group, _ = dist.new_subgroups(plan.processes, backend="gloo")
+        exchange = TorchExchange(place, job.cluster.hosts, group, host_group)
         stop = CollectiveStop(local_stop, exchange.allreduce)
         outcome = _run(target, (job, config, options, stop, device, place, exchange))
         if outcome.kind in ("", "Stopped"):
