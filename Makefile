@@ -77,8 +77,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make bench` runs every benchmark; `make bench outputs several_hosts` only those (the names after `bench`)
+BENCH_NAMES := $(filter-out bench,$(MAKECMDGOALS))
 bench: $(TORCH_STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_NAMES)
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+$(BENCH_NAMES):
+	@:
+endif
 
 ## image-cpu: Docker engine, local base image and the CPU image, on a fresh machine; prints the tag last
 image-cpu:

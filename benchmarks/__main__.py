@@ -1,6 +1,6 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
-benchmarks/out/. NAME: input_pipeline, pipe_mode, validation, several_hosts, overhead, train_step, serving, memory,
-imbalanced (class weights and test-time augmentation), outputs (TensorBoard and pictures), gpu (the PyTorch
+benchmarks/out/. NAME: input_pipeline, pipe_mode, pipe_processes (Pipe mode fed to several torch processes),
+validation, several_hosts, overhead, train_step, serving, memory, imbalanced (class weights and test-time augmentation), outputs (TensorBoard and pictures), gpu (the PyTorch
 engine), gpu_mxnet, gpu_pipe (Pipe mode on the torch engine; all three skipped without a GPU).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
@@ -21,6 +21,7 @@ from semseg.threads import configure_openmp
 NAMES = (
     "input_pipeline",
     "pipe_mode",
+    "pipe_processes",
     "validation",
     "overhead",
     "several_hosts",
@@ -48,7 +49,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="semseg-bench-"))
     for name in args.names:
         module = importlib.import_module(f"benchmarks.{name}")
-        if name in ("input_pipeline", "pipe_mode", "overhead", "several_hosts"):
+        if name in ("input_pipeline", "pipe_mode", "pipe_processes", "overhead", "several_hosts"):
             module.main(work, args.quick)
         else:
             module.main(args.quick)
