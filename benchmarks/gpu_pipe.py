@@ -23,7 +23,8 @@ from semseg.contract.config import Config
 from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
 from semseg.data.recordio import frame
-from semseg.engines.torch.job import configure_cuda, make_loop
+from semseg.engines.torch.devices import configure_cuda
+from semseg.engines.torch.job import make_loop
 from semseg.engines.torch.loader import torch_loader
 from semseg.engines.torch.network import SegmentationNet
 from semseg.example import make_job

@@ -71,17 +71,19 @@ def build_loaders(
     loaders: list[Any] = []
     for split, transform, batch_size, training in splits:
         label_map = load_label_map(label_channel, split, config.num_classes)
+        stream = None
         if split in job.pipes:
             dataset: Any = StreamDataset(label_map, transform)
-            sampler: BatchSampler = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe, local, scatter)
+            stream = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe, local, scatter)
+            sampler: BatchSampler = stream
         else:
             dataset = _file_dataset(job, split, label_map, transform)
             sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min, local)
         loader: Any = EpochLoader(make_loader(dataset, sampler, workers), sampler)
-        if split in job.pipes and training and shard[1] > 1:
+        if stream is not None and training and shard[1] > 1:
             if all_have is None:
                 raise ValueError("a Pipe-mode train channel on several parts needs all_have")
-            loader = AgreedBatches(loader, sampler, all_have)  # type: ignore[arg-type]  # a Pipe-mode sampler
+            loader = AgreedBatches(loader, stream, all_have)
         loaders.append(loader)
     log.info("Data loading: %d worker process(es)", workers)
     return loaders[0], loaders[1]

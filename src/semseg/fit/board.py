@@ -11,9 +11,9 @@ lines, which TensorBoard keeps as float32. Per progress point: `progress/loss` (
 process since the last point) and `progress/learning_rate`. Images, every epoch: `validation/<n>`, up to
 semseg.fit.pictures.MAX_PICTURES validation images beside their truth and prediction (semseg.fit.pictures).
 
-A resumed job appends: it writes a new event file in the same folder with `purge_step` at its first update
-(the checkpoint's epoch's values are at the update before),
-so TensorBoard hides what the interrupted run wrote after its checkpoint and the timeline goes on. A job that
+A resumed job appends: it writes a new event file in the same folder with `purge_step` at its first update (the
+checkpoint's epoch's values are at the update before), so TensorBoard hides what the interrupted run wrote after
+its checkpoint and the timeline goes on. A job that
 starts at epoch 0 moves an earlier job's event files aside (into previous-<UTC time>/, which TensorBoard shows
 as a run of its own). A failure to write is a warning that ends the event files, never the job.
 """

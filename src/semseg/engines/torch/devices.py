@@ -41,10 +41,6 @@ class Place:
     local_rank: int = 0
     local_world: int = 1
 
-    @property
-    def host(self) -> int:
-        return self.rank // self.local_world
-
 
 def plan_devices(config: Config, options: RunOptions, hosts: int = 1) -> Plan:
     """One process per GPU (or per SEMSEG_CPU_DEVICES slot, or one) on each of `hosts`, each with at least one
@@ -97,6 +93,15 @@ def _check_arch() -> None:
                 f"GPU {index} {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no code "
                 f"in this PyTorch build (built for {', '.join(built)}). Use an image with a newer PyTorch."
             )
+
+
+def configure_cuda(device: torch.device) -> None:
+    """`device` this process's GPU, cuDNN autotuning (the crop size is fixed, so the search pays once; the server
+    predicts at a few sizes) and TF32 for float32 convolutions: training's and serving's settings."""
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def device_memory(config: Config, plan: Plan) -> DeviceMemory:

@@ -26,7 +26,7 @@ from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
 from semseg.distributed.stop import CollectiveStop, every_part
 from semseg.engines.torch import files
-from semseg.engines.torch.devices import Place, device_memory, plan_devices
+from semseg.engines.torch.devices import Place, configure_cuda, device_memory, plan_devices
 from semseg.engines.torch.exchange import TorchExchange
 from semseg.engines.torch.hosts import rendezvous, set_network_env
 from semseg.engines.torch.launch import launch
@@ -147,14 +147,6 @@ def network(job: Job, config: Config, weights_root: Path) -> SegmentationNet:
     elif config.use_pretrained_model:
         files.load_backbone(net, config, weights_root)
     return net
-
-
-def configure_cuda(device: torch.device) -> None:
-    """cuDNN autotuning (the crop size is fixed, so the search pays once) and TF32 for float32 convolutions."""
-    torch.cuda.set_device(device)
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
 
 
 def make_loop(

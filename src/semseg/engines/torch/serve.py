@@ -15,6 +15,7 @@ import torch
 
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
+from semseg.engines.torch.devices import configure_cuda
 from semseg.engines.torch.files import load_model_folder
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.predict import FLOAT32, Inputs, Precision, Scorer
@@ -62,10 +63,7 @@ def load_predictor(folder: ModelFolder, device: str, pixel_budget: int, autocast
     """The model of `folder` on `device` ("cpu" or "gpu:<id>"): a server worker's model."""
     where = torch.device("cuda", int(device.split(":")[1])) if device.startswith("gpu:") else torch.device("cpu")
     if where.type == "cuda":
-        torch.cuda.set_device(where)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        configure_cuda(where)
     net = network(folder).to(where)
     log.info(
         "Worker %d: model loaded on %s (PyTorch %s, %s)", os.getpid(), where, torch.__version__, autocast or "float32"
