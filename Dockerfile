@@ -21,9 +21,6 @@ COPY src /src/src
 RUN python3 -m venv /tmp/build && /tmp/build/bin/pip wheel --no-deps --wheel-dir /wheels /src
 
 FROM ${BASE_IMAGE} AS runtime
-ARG FLAVOUR=gpu
-ARG ENGINE=mxnet
-ARG PREFETCH_WEIGHTS=1
 # MXNET_CUDNN_AUTOTUNE_DEFAULT=1: training shapes are fixed (crop_size), so cuDNN's one-off search for the
 # fastest convolution algorithms pays back; MXNET_GPU_MEM_POOL_TYPE=Round: whole-image validation feeds
 # varying shapes, and rounded pool buckets reuse memory instead of growing the pool per shape.
@@ -34,16 +31,18 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MXNET_HOME=/opt/mxnet \
-    SEMSEG_ENGINE=${ENGINE} \
     MXNET_CUDNN_AUTOTUNE_DEFAULT=1 \
     MXNET_GPU_MEM_POOL_TYPE=Round \
     MPLCONFIGDIR=/opt/matplotlib \
     MPLBACKEND=Agg
-# libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases)
+# libgomp1 libquadmath0 libgfortran5: MXNet's bundled OpenBLAS/MKL-DNN need them (not in minimal bases).
+# Before any build arg: every RUN after an ARG depends on its value, and this layer is the same for all flavours.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 libquadmath0 libgfortran5 \
     ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+ARG FLAVOUR=gpu
+ARG PREFETCH_WEIGHTS=1
 COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock \
@@ -59,7 +58,9 @@ RUN if [ "$FLAVOUR" = gpu ]; then \
 # ImageNet backbones for use_pretrained_model=True; PREFETCH_WEIGHTS=0 for offline builds.
 COPY docker/prefetch_weights.py /opt/semseg/
 RUN if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/python /opt/semseg/prefetch_weights.py; fi
-# Our package last, from the wheel stage: a code change leaves the venv and weight layers cached.
+# The engine and our package last, from the wheel stage: a code change leaves the venv and weight layers cached.
+ARG ENGINE=mxnet
+ENV SEMSEG_ENGINE=${ENGINE}
 COPY --from=wheel /wheels /tmp/wheels
 RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl && rm -rf /tmp/wheels
 # Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.

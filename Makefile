@@ -12,28 +12,33 @@ SDK3_STAMP := $(SDK3_VENV)/.installed-stamp
 DEMO_DIR := demo/opt_ml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-container lint format bench image-cpu image-gpu image-hopper clean
+# Unit and functional tests on both cores (pytest-xdist); the tests marked whole_machine (several processes with
+# timing bounds) after them, one at a time.
+XDIST := -n 2 --dist load
+PIP := pip install -q --disable-pip-version-check
 
-$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
+.PHONY: setup demo test test-fast test-container lint docs format bench image-cpu image-gpu image-hopper clean
+
+$(STAMP): requirements/runtime.txt requirements/nodeps.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/$(PIP) -r requirements/runtime.txt -r requirements/dev.txt
+	$(BIN)/$(PIP) --no-deps -r requirements/nodeps.txt
+	$(BIN)/$(PIP) --no-deps -e .
 	touch $(STAMP)
 
 # The PyTorch engine's tests and type checks need torch (a 2.5 GB download with its CUDA wheels); the demo does not.
-$(TORCH_STAMP): $(STAMP) requirements-torch.txt
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-torch.txt
+$(TORCH_STAMP): $(STAMP) requirements/torch.txt
+	$(BIN)/$(PIP) -r requirements/torch.txt
 	touch $(TORCH_STAMP)
 
-$(SDK_STAMP): requirements-sdk.txt
+$(SDK_STAMP): requirements/sdk.txt
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
-	$(SDK_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk.txt
+	$(SDK_VENV)/bin/$(PIP) -r requirements/sdk.txt
 	touch $(SDK_STAMP)
 
-$(SDK3_STAMP): requirements-sdk3.txt
+$(SDK3_STAMP): requirements/sdk3.txt
 	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
-	$(SDK3_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sdk3.txt
+	$(SDK3_VENV)/bin/$(PIP) -r requirements/sdk3.txt
 	touch $(SDK3_STAMP)
 
 setup: $(STAMP) $(TORCH_STAMP) $(SDK_STAMP) $(SDK3_STAMP)
@@ -53,12 +58,13 @@ demo: $(STAMP)
 
 ## test: the whole suite: unit, functional (real MXNet and PyTorch on CPU) and container tests (real Docker + SDK)
 test: $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q tests/unit tests/functional $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not whole_machine" tests/unit tests/functional $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m whole_machine tests/unit tests/functional $(PYTEST_ARGS)
 	$(MAKE) test-container
 
 ## test-fast: unit and functional tests without the slow ones (no Docker)
 test-fast: $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/functional $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests/unit tests/functional $(PYTEST_ARGS)
 
 test-container: $(SDK_STAMP) $(SDK3_STAMP)
 	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
@@ -68,10 +74,16 @@ test-container: $(SDK_STAMP) $(SDK3_STAMP)
 	  SEMSEG_SDK3_PYTHON=$(CURDIR)/$(SDK3_VENV)/bin/python \
 	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 
+## lint: ruff, ruff format, mypy, and the manual built strictly (a broken link or anchor fails)
 lint: $(TORCH_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+## docs: the manual (docs/) as a site in build/site
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -99,4 +111,4 @@ image-hopper:
 	@bash docker/build.sh hopper
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(SDK3_VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) $(SDK3_VENV) demo build .pytest_cache .mypy_cache .ruff_cache

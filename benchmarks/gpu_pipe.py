@@ -18,17 +18,18 @@ import torch
 
 from benchmarks.common import median, save, table
 from benchmarks.fifo_writer import Writer
-from benchmarks.gpu import BATCH, IMAGE_SIDE, IMAGES
+from benchmarks.gpu_torch import BATCH, IMAGE_SIDE, IMAGES
 from semseg.contract.config import Config
 from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
 from semseg.data.recordio import frame
 from semseg.engines.torch.devices import configure_cuda
-from semseg.engines.torch.job import make_loop
 from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.optim import trainer_for
 from semseg.example import make_job
-from semseg.fit.loop import NoHooks
+from semseg.fit.loop import LoopSettings, NoHooks
 
 CROP = 240
 
@@ -90,7 +91,7 @@ def main(quick: bool = False, device: torch.device | None = None, rounds: int | 
     net = SegmentationNet("fcn", config.backbone, config.num_classes).to(device)
     if on_gpu:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loop = make_loop(net, config, device)
+    loop = Loop(net, trainer_for(net, config), device, LoopSettings.of(config))
     rates: dict[str, list[float]] = {"file": [], "pipe": []}
     for epoch in range(rounds + 1):  # epoch 0 warms up (cuDNN autotuning, workers starting)
         for mode, loader in loaders.items():

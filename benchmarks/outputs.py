@@ -1,4 +1,4 @@
-"""The cost of what a job leaves for people (semseg.fit.outputs): TensorBoard's scalars at every progress point,
+"""The cost of what a job leaves for people (semseg.outputs.recorder): TensorBoard's scalars at every progress point,
 and after every epoch the validation pictures (MAX_PICTURES predictions), their images in the event files, the
 per-class scalars and learning_curves.png; at a best epoch also evaluation.json, confusion_matrix.png and the
 picture files. Reference, in the same run: the training step of the same network (MXNet, CPU, FCN ResNet-50 from
@@ -26,12 +26,11 @@ from benchmarks.common import device, save, table
 from semseg.contract.config import Config
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.loop import Loop
-from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import build_model
-from semseg.fit.board import Board
-from semseg.fit.loop import EpochResult, NoHooks
-from semseg.fit.outputs import Outputs, Samples
-from semseg.fit.pictures import MAX_PICTURES
+from semseg.fit.loop import EpochResult, LoopSettings, NoHooks
+from semseg.outputs.board import Board
+from semseg.outputs.pictures import MAX_PICTURES
+from semseg.outputs.recorder import Outputs, Samples
 
 CLASSES, CROP, BATCH = 21, 240, 4
 VOC_STEPS = 1464 // BATCH
@@ -57,7 +56,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     )  # fmt: skip
     net = build_model(config, [mx.cpu()])
     trainer = gluon.Trainer(net.collect_params(), "sgd", optim.optimizer_params(config), kvstore="device")
-    loop = Loop(net, SegmentationLoss(0.5, 255), trainer, [mx.cpu()], CLASSES, CROP)
+    loop = Loop(net, trainer, [mx.cpu()], LoopSettings.of(config))
     train = batches(steps)
     loop.train_epoch(train[:1], 0, NoHooks(), 10**9)  # warm-up: tracing
     start = time.perf_counter()

@@ -24,8 +24,8 @@ from PIL import Image
 from benchmarks.common import alternate, median, rate, save, table
 from benchmarks.fifo_writer import Writer
 from benchmarks.input_pipeline import BASE_SIZE, make_images
+from semseg.contract.options import PipeSettings
 from semseg.data.dataset import SegmentationDataset
-from semseg.data.fifo import PipeSettings
 from semseg.data.labels import identity
 from semseg.data.recordio import frame
 from semseg.data.samplers import SeededBatchSampler

@@ -1,5 +1,5 @@
 """Pipe mode on a host of several torch processes: the first process reads each FIFO and hands every process its
-share of each batch (semseg.data.fed). What that feeding costs against File mode, where every process reads its
+share of each batch (semseg.data.shared_fifo). What that feeding costs against File mode, where every process reads its
 own files.
 
 Measured: the same torch job (FCN ResNet-50, 24 training images, crop 96, global batch 4, 3 epochs) in 2 CPU

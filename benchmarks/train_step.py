@@ -52,7 +52,7 @@ class Worker:
     ) -> None:
         args = [variant, algorithm, str(crop), str(batch), str(iterations), device, precision]
         command = [sys.executable, "-m", "benchmarks.train_step_worker", *args]
-        if variant == "torch":  # the PyTorch engine, CPU only here (benchmarks/gpu.py measures it on GPUs)
+        if variant == "torch":  # the PyTorch engine, CPU only here (benchmarks/gpu_torch.py measures it on GPUs)
             command = [sys.executable, "-m", "benchmarks.train_step_torch_worker", *args[1:5]]
         self.proc = subprocess.Popen(
             command,

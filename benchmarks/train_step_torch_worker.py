@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from semseg.contract.config import Config
-from semseg.engines.torch.job import make_loop
+from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
-from semseg.fit.loop import NoHooks
+from semseg.engines.torch.optim import trainer_for
+from semseg.fit.loop import LoopSettings, NoHooks
 
 
 def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:
@@ -44,7 +45,7 @@ def main(algorithm: str, crop: int, batch: int, iterations: int) -> None:
     ]
     net = SegmentationNet(algorithm, config.backbone, config.num_classes)
     device = torch.device("cpu")
-    loop = make_loop(net, config, device)
+    loop = Loop(net, trainer_for(net, config), device, LoopSettings.of(config))
     loop.train_epoch(data, 0, NoHooks(), 10**9)  # warm-up
     print(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", f"torch default ({torch.get_num_threads()})")}))
     sys.stdout.flush()

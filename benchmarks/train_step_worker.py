@@ -23,10 +23,9 @@ from mxnet.contrib import amp
 
 from semseg.contract.config import Config
 from semseg.engines.mxnet.loop import Loop
-from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import build_model
 from semseg.engines.normalization import MEAN, STD
-from semseg.fit.loop import NoHooks
+from semseg.fit.loop import LoopSettings, NoHooks
 
 Batches = list[tuple[mx.nd.NDArray, mx.nd.NDArray]]
 
@@ -60,15 +59,14 @@ def reference_pass(
 def make_pass(variant: str, config: Config, data: Batches, ctx: list[mx.Context]) -> Callable[[], None]:
     mixed_precision = config.precision_dtype == "float16"
     if mixed_precision:
-        amp.init()  # before the network is built, as semseg.training does
+        amp.init()  # before the network is built, as semseg.engines.mxnet.job does
     mx.random.seed(0)
     net = build_model(config, ctx)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-4, "momentum": 0.9})
     if mixed_precision:
         amp.init_trainer(trainer)
     if variant == "ours":
-        loss = SegmentationLoss(0.5, 255)
-        loop = Loop(net, loss, trainer, ctx, config.num_classes, config.crop_size, mixed_precision)
+        loop = Loop(net, trainer, ctx, LoopSettings.of(config))
         return lambda: loop.train_epoch(data, 0, NoHooks(), progress_every=10**9) and None
     loss_fn = MixSoftmaxCrossEntropyLoss(aux=True, aux_weight=0.5, ignore_label=255)
     return lambda: reference_pass(net, loss_fn, trainer, data, ctx[0])

@@ -54,14 +54,11 @@ def main() -> None:
         sys.exit(f"{library} needs libraries the image lacks: {', '.join(unexpected)}")
     if missing:
         print(f"driver libraries come from the host at run time: {', '.join(missing)}")
-        import semseg.contract.config
 
         return
     import cv2
     import mxnet
 
-    import semseg.engines.mxnet.job
-    import semseg.training  # noqa: F401
     from semseg.engines.mxnet.gluoncv_import import gluoncv
 
     print(f"mxnet {mxnet.__version__}, gluoncv {gluoncv.__version__}, opencv {cv2.__version__}: ok")

@@ -1,10 +1,11 @@
-"""The `train` entry point: argv, logging, run the job, and turn every ending into an exit code; `train serve`
-hands over to the inference server (semseg.serving.server), which exits the process itself when stopped.
+"""The `train` console script (also `python -m semseg`): `train` (or no argument) runs the training job, `serve`
+runs the inference server (semseg.serving.server, which exits the process itself when stopped).
 
-This is the only module of the training job that exits. Exit codes: 0 completed; 1 AlgorithmError (our fault);
-2 ClientError (bad input; also a usage error); 128 + signal (143 SIGTERM, 130 SIGINT) when stopped after
-saving checkpoint and artifacts. The failure file gets `ClientError: ...` or
-`AlgorithmError: ...` with the useful part first, since SageMaker shows only its first 1024 characters.
+`main(argv, environ)` runs either and returns its `Outcome`; `run()`, the console script, is the one place that
+ends the process. Exit codes: 0 completed; 1 AlgorithmError (our fault); 2 ClientError (bad input; also a usage
+error); 128 + signal (143 SIGTERM, 130 SIGINT) when stopped after saving checkpoint and artifacts. The failure
+file gets `ClientError: ...` or `AlgorithmError: ...` with the useful part first, since SageMaker shows only its
+first 1024 characters.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
 from semseg import __version__
 from semseg.contract.config import Config, defaults
-from semseg.contract.earlier import set_aside_earlier_outputs
 from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
 from semseg.contract.files import write_text
 from semseg.contract.job import JobPaths, environ_summary, load_job
-from semseg.contract.options import RunOptions
+from semseg.contract.options import RunOptions, ServeOptions, setting
+from semseg.contract.previous_outputs import set_aside_earlier_outputs
 from semseg.contract.signals import StopFlag
+from semseg.engines import engine
 from semseg.logs import setup_logging
 from semseg.threads import configure_openmp
 
@@ -35,53 +39,138 @@ log = logging.getLogger("semseg")
 EXIT_OK = 0
 EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
-WATCH_ENV = "SEMSEG_WATCH"  # "false": train in this process, without the watching parent
 EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
+COMMANDS: tuple[list[str], ...] = ([], ["train"], ["serve"])
 USAGE = (
     "usage: train [train | serve]\n"
     "  train (the default): runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml).\n"
     "  serve: answers inference requests on port 8080 with the model in $SAGEMAKER_BASE_DIR/model."
 )
-NO_DRIVER = (
-    "This is the GPU image: its MXNet needs the NVIDIA driver (libcuda.so.1), and there is none. Run it on a GPU "
-    "instance (ml.p3, ml.g4dn, ml.g5, ml.p4d, ml.g6, ml.g6e) or with `docker run --gpus all` on a host with "
-    "NVIDIA GPUs, or use the CPU image."
-)
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run `train`; return the exit code. `argv` excludes the program name."""
-    return _main(argv, environ)[0]
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended: its exit code, and whether the process must end without the framework's teardown (a
+    job of several hosts that failed here: freeing MXNet's kvstore would wait for the other hosts, see
+    ExitAtOnce)."""
+
+    code: int
+    at_once: bool = False
 
 
-def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> tuple[int, bool]:
-    """(exit code, whether to end the process without the framework's teardown: see ExitAtOnce)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    env = os.environ if environ is None else environ
-    if args not in ([], ["train"], ["serve"]):
-        print(f"unknown arguments {args}\n{USAGE}", file=sys.stderr)
-        return EXIT_CLIENT_ERROR, False
+def run() -> NoReturn:
+    """The console script: `main` on this process's arguments and environment, then the end of the process.
+    `train` runs in a child process that this one watches (semseg.watch), unless SEMSEG_WATCH=false."""
+    argv, environ = sys.argv[1:], os.environ
+    if argv in COMMANDS[:2] and _watching(environ):
+        setup_logging()
+        paths = JobPaths.from_environ(environ)
+        from semseg.watch import watched
+
+        sys.exit(watched(lambda: _end(main(argv, environ)), paths.failure_file, paths.model_dir))
+    _end(main(argv, environ))
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> Outcome:
+    """Run the command of `argv` (the arguments after the program's name) with the settings of `environ`."""
+    if list(argv) not in COMMANDS:
+        print(f"unknown arguments {list(argv)}\n{USAGE}", file=sys.stderr)
+        return Outcome(EXIT_CLIENT_ERROR)
     setup_logging()
-    paths = JobPaths.from_environ(env)
-    if args == ["serve"]:
-        return _serve(paths, env), False
-    if "mxnet" not in sys.modules:  # OpenMP reads its thread count once, when MXNet loads
+    paths = JobPaths.from_environ(environ)
+    if list(argv) == ["serve"]:
+        return Outcome(_serve(paths, environ))
+    if "mxnet" not in sys.modules:  # OpenMP reads its thread count from the process's environment, once
         configure_openmp(os.environ)
-    at_once = False
-
-    def train_job() -> None:
-        nonlocal at_once
-        try:
-            _train(paths, env, stop)
-        except ExitAtOnce as ended:
-            at_once = True
-            raise ended.cause from None
-
     with StopFlag(at_once=_end_at_once).installed() as stop:
-        code = guarded(paths, train_job)
-    if code == EXIT_OK:
+        outcome = guarded(paths, lambda: _train(paths, environ, stop))
+    if outcome.code == EXIT_OK:
         log.info("Training job completed")
-    return code, at_once
+    return outcome
+
+
+def guarded(paths: JobPaths, action: Callable[[], object]) -> Outcome:
+    """Run `action`; map how it ends to an Outcome and, on failure, the failure file."""
+    try:
+        action()
+    except ExitAtOnce as ended:
+        return Outcome(_code(paths, ended.cause), at_once=True)
+    except Exception as exc:  # noqa: BLE001 - every fault is reported, never a bare traceback
+        return Outcome(_code(paths, exc))
+    except KeyboardInterrupt as exc:
+        return Outcome(_code(paths, exc))
+    return Outcome(EXIT_OK)
+
+
+def _code(paths: JobPaths, exc: BaseException) -> int:
+    """The exit code of a job that ended with `exc`, its failure file written where it failed."""
+    if isinstance(exc, Stopped):
+        log.warning("Training stopped by signal %d; checkpoint and artifacts are saved", exc.signum)
+        return EXIT_STOPPED_BASE + exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        log.warning("Stopped at once by a second stop signal")
+        return EXIT_STOPPED_BASE + signal.SIGINT
+    if isinstance(exc, ClientError):
+        return _fail(paths, exc, exc, EXIT_CLIENT_ERROR, with_traceback=False)
+    if isinstance(exc, JobError):
+        return _fail(paths, exc, exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
+    if isinstance(exc, MemoryError):
+        error = AlgorithmError(
+            "Out of memory. Lower mini_batch_size, validation_mini_batch_size or crop_size, "
+            "or use an instance with more memory."
+        )
+        return _fail(paths, error, exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
+    return _fail(paths, AlgorithmError(f"{type(exc).__name__}: {exc}"), exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
+
+
+def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
+    log.info("semseg %s, base folder %s", __version__, paths.base_dir)
+    log.info("Environment: %s", environ_summary(environ))
+    set_aside_earlier_outputs(paths)
+    job = load_job(paths)
+    log.info("Reading default configuration: %s", json.dumps(defaults(), sort_keys=True))
+    log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
+    config = Config.from_hyperparameters(job.hyperparameters)
+    log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
+    options = RunOptions.from_environ(environ)
+    engine(options.engine).train(job, config, options, stop)  # its framework loads after the configuration checks
+
+
+def _serve(paths: JobPaths, environ: Mapping[str, str]) -> int:
+    """Run the inference server (it exits the process when stopped); a bad model folder ends it at once."""
+    from semseg.serving import server
+
+    try:
+        served = server.plan(paths, RunOptions.from_environ(environ), ServeOptions.from_environ(environ))
+    except ClientError as exc:
+        log.error("ClientError: %s", exc.message)
+        return EXIT_CLIENT_ERROR
+    gpus = served.settings.gpus
+    process_env: MutableMapping[str, str] = os.environ  # the workers inherit their OpenMP threads from it
+    threads = "" if gpus else configure_openmp(process_env, served.settings.threads_per_worker)
+    server.run(served, threads)
+    return EXIT_OK
+
+
+def _fail(paths: JobPaths, error: JobError, cause: BaseException, code: int, *, with_traceback: bool) -> int:
+    text = f"{error.kind}: {error.message}"
+    if with_traceback:
+        text += "\n\n" + "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    log.error("%s", text)
+    try:
+        write_text(paths.failure_file, text)
+    except OSError as write_error:
+        log.error("Could not write the failure file %s: %s", paths.failure_file, write_error)
+    return code
+
+
+def _watching(environ: Mapping[str, str]) -> bool:
+    """SEMSEG_WATCH; a value other than true or false is reported on stderr, and the job is watched."""
+    try:
+        return bool(setting(environ, "SEMSEG_WATCH"))
+    except ClientError as exc:
+        print(f"ClientError: {exc.message}", file=sys.stderr)
+        return True
 
 
 def _end_at_once(signum: int) -> None:
@@ -95,93 +184,9 @@ def _end_at_once(signum: int) -> None:
     os._exit(EXIT_STOPPED_BASE + signum)
 
 
-def _serve(paths: JobPaths, environ: Mapping[str, str]) -> int:
-    """Run the inference server (it exits the process when stopped); a bad model folder ends it at once."""
-    from semseg.serving import server
-
-    try:
-        served = server.plan(paths, RunOptions.from_environ(environ), environ)
-    except ClientError as exc:
-        log.error("ClientError: %s", exc.message)
-        return EXIT_CLIENT_ERROR
-    gpus = served.settings.gpus
-    threads = "" if gpus else configure_openmp(os.environ, served.settings.threads_per_worker)  # workers inherit it
-    server.run(served, threads)
-    return EXIT_OK
-
-
-def guarded(paths: JobPaths, action: Callable[[], object]) -> int:
-    """Run `action`; map how it ends to an exit code and, on failure, the failure file."""
-    try:
-        action()
-    except Stopped as stop:
-        log.warning("Training stopped by signal %d; checkpoint and artifacts are saved", stop.signum)
-        return EXIT_STOPPED_BASE + stop.signum
-    except KeyboardInterrupt:
-        log.warning("Stopped at once by a second stop signal")
-        return EXIT_STOPPED_BASE + signal.SIGINT
-    except ClientError as exc:
-        return _fail(paths, exc, EXIT_CLIENT_ERROR, with_traceback=False)
-    except JobError as exc:
-        return _fail(paths, exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
-    except MemoryError:
-        err = AlgorithmError(
-            "Out of memory. Lower mini_batch_size, validation_mini_batch_size or crop_size, "
-            "or use an instance with more memory."
-        )
-        return _fail(paths, err, EXIT_ALGORITHM_ERROR, with_traceback=True)
-    except Exception as exc:  # noqa: BLE001 - every other fault is ours: report it, never a bare traceback
-        err = AlgorithmError(f"{type(exc).__name__}: {exc}")
-        return _fail(paths, err, EXIT_ALGORITHM_ERROR, with_traceback=True)
-    return EXIT_OK
-
-
-def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
-    log.info("semseg %s, base folder %s", __version__, paths.base_dir)
-    log.info("Environment: %s", environ_summary(environ))
-    set_aside_earlier_outputs(paths)
-    job = load_job(paths)
-    log.info("Reading default configuration: %s", json.dumps(defaults(), sort_keys=True))
-    log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
-    config = Config.from_hyperparameters(job.hyperparameters)
-    log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
-    options = RunOptions.from_environ(environ)
-    from semseg.training import train  # the engine's framework loads inside, after the configuration checks
-
-    try:
-        train(job, config, options, stop)
-    except OSError as exc:  # the GPU image's MXNet cannot load without the driver's libcuda.so.1
-        if "libcuda.so" not in str(exc):
-            raise
-        raise ClientError(NO_DRIVER) from None
-
-
-def _fail(paths: JobPaths, exc: JobError, code: int, *, with_traceback: bool) -> int:
-    text = f"{exc.kind}: {exc.message}"
-    if with_traceback:
-        text += "\n\n" + traceback.format_exc()
-    log.error("%s", text)
-    try:
-        write_text(paths.failure_file, text)
-    except OSError as write_error:
-        log.error("Could not write the failure file %s: %s", paths.failure_file, write_error)
-    return code
-
-
-def run() -> None:
-    """Console-script entry point: `train` runs in a child process that this one watches (semseg.watch)."""
-    if sys.argv[1:] in ([], ["train"]) and os.environ.get(WATCH_ENV, "true").lower() != "false":
-        from semseg.watch import watched
-
-        setup_logging()
-        paths = JobPaths.from_environ(os.environ)
-        sys.exit(watched(_run, paths.failure_file, paths.model_dir))
-    _run()
-
-
-def _run() -> None:
-    code, at_once = _main(None, None)
-    if at_once:  # a multi-host job failed here: skip MXNet's kvstore teardown, which would hang
+def _end(outcome: Outcome) -> NoReturn:
+    """End the process with the outcome's code; without the framework's teardown when it says so."""
+    if outcome.at_once:
         logging.shutdown()
-        os._exit(code)
-    sys.exit(code)
+        os._exit(outcome.code)
+    sys.exit(outcome.code)

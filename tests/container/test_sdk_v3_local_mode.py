@@ -1,7 +1,7 @@
 """SageMaker Python SDK v3 (ModelTrainer, Mode.LOCAL_CONTAINER, Compute(instance_type="local_cpu")) trains with the
 image offline, and v3's low-level local client (LocalSession) serves the model.tar.gz with the image's `serve`, in
 its own environment: the client script runs under $SEMSEG_SDK3_PYTHON (make test-container makes .venv-sdk3 from
-requirements-sdk3.txt)."""
+requirements/sdk3.txt)."""
 
 from __future__ import annotations
 

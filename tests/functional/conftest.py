@@ -61,7 +61,7 @@ def train_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
             base = make_job(tmp_path / f"job{next(counter)}", hyperparameters=hp, **{**defaults, **kwargs})
         caplog.clear()
         with caplog.at_level("INFO"):
-            code = main(["train"], {"SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", **(env or {})})
+            code = main(["train"], {"SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", **(env or {})}).code
         return Run(code, base, [r.getMessage() for r in caplog.records])
 
     return run

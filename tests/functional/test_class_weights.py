@@ -24,6 +24,7 @@ from semseg.engines.mxnet.loss import SegmentationLoss as MXNetLoss
 from semseg.engines.torch.loss import SegmentationLoss as TorchLoss
 from semseg.example import IMBALANCED_CLASSES, LEARNING_HYPERPARAMETERS, RARE_CLASSES, make_job
 from semseg.fit.class_weights import pixel_weights
+from semseg.fit.loop import LoopSettings
 from tests.functional import ddp_loss_worker
 from tests.functional.test_devices import CONFIG, ONE, TWO, TinyNet, batch, train_on, weights
 
@@ -91,7 +92,7 @@ def mxnet_step(contexts: list[mx.Context], class_weights: np.ndarray | None) -> 
     net = TinyNet()
     net.initialize(mx.init.Xavier(), ctx=contexts)
     trainer = gluon.Trainer(net.collect_params(), "sgd", optim.optimizer_params(CONFIG), kvstore="device")
-    loop = Loop(net, MXNetLoss(AUX, IGNORE), trainer, contexts, 3, 32, class_weights=class_weights)
+    loop = Loop(net, trainer, contexts, LoopSettings(3, 32, 3, 10**6, class_weights=class_weights, aux_weight=AUX))
     return train_on(loop, [batch(3, seed=3)]), weights(net)
 
 

@@ -15,8 +15,8 @@ from mxnet import gluon
 from semseg.contract.config import Config
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.loop import Loop
-from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import _blocks, build_model, materialize
+from semseg.fit.loop import LoopSettings
 
 CONFIG = Config(
     num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False, mini_batch_size=4, epochs=2
@@ -43,7 +43,7 @@ def batch(size: int, crop: int = 32, seed: int = 0) -> tuple[mx.nd.NDArray, mx.n
 
 def loop_on(net: gluon.HybridBlock, contexts: list[mx.Context], config: Config) -> Loop:
     trainer = gluon.Trainer(net.collect_params(), "sgd", optim.optimizer_params(config), kvstore="device")
-    return Loop(net, SegmentationLoss(0.5, 255), trainer, contexts, config.num_classes, config.crop_size)
+    return Loop(net, trainer, contexts, LoopSettings.of(config))
 
 
 def train_on(loop: Loop, batches: list[tuple[mx.nd.NDArray, mx.nd.NDArray]]) -> float:

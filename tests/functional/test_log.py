@@ -23,6 +23,7 @@ def test_engine_line_class_table_and_time_left(train_job, engine: str, line: str
     assert run.code == 0, run.failure
     assert any(re.fullmatch(line, message) for message in run.messages), [m for m in run.messages if "Engine" in m]
     mious = run.metric("validation:mIOU")
+    assert len(mious) == 2  # one validation an epoch, each followed by its table
     for epoch, miou in enumerate(mious):
         start = run.messages.index(f"Validation IoU per class, epoch {epoch} (mIOU {miou:.6f} is their mean):")
         assert run.messages[start + 1] == "  class  IoU     pixels"

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from semseg.data.palette import overlay
-from semseg.fit.pictures import GAP
+from semseg.outputs.pictures import GAP
 from tests.helpers import board_scalars, read_board
 
 ENGINES = ["mxnet", "torch"]

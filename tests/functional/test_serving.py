@@ -35,13 +35,16 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
     """A model trained by a real (tiny) job: FCN ResNet-50, 3 classes, crop 32."""
     hp = {"epochs": 1, "mini_batch_size": 4, "validation_mini_batch_size": 2, "crop_size": CROP}
     base = make_job(tmp_path_factory.mktemp("serve") / "ml", images=8, size=32, hyperparameters=hp)
-    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base)}) == 0
+    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base)}).code == 0
     return read_model_folder(base / "model", "the test model")
 
 
+def predictor_for(model: ModelFolder, pixel_budget: int = 10**6) -> Predictor:
+    return Predictor(load_model(model, [mx.cpu()]), mx.cpu(), model.config.crop_size, pixel_budget)
+
+
 def app_for(model: ModelFolder, pixel_budget: int = 10**6) -> App:
-    net = load_model(model, [mx.cpu()])
-    return App(Predictor(net, mx.cpu(), model.config.crop_size, pixel_budget), max_concurrent_transforms=2)
+    return App(predictor_for(model, pixel_budget), max_concurrent_transforms=2)
 
 
 @pytest.fixture(scope="module")
@@ -291,17 +294,10 @@ def test_an_internal_fault_is_a_500_with_its_message(model: ModelFolder, caplog:
     assert call(broken, "/ping", method="GET").status == 200
 
 
-def test_window_starts_cover_the_side_and_end_flush() -> None:
-    assert window_starts(20, 32, 22) == [0]
-    assert window_starts(32, 32, 22) == [0]
-    assert window_starts(100, 32, 22) == [0, 22, 44, 66, 68]
-    assert window_starts(33, 32, 22) == [0, 1]
-
-
 def test_slide_equals_one_pass_when_the_image_is_one_window(model: ModelFolder) -> None:
     image = photo(CROP, CROP, seed=3)
     one_pass = app_for(model).predictor.probabilities(image)
-    slide = app_for(model, pixel_budget=1).predictor
+    slide = predictor_for(model, pixel_budget=1)
     assert slide.pixel_budget == CROP * CROP  # never below one window
     np.testing.assert_allclose(slide.probabilities(image), one_pass, rtol=1e-5, atol=1e-6)
 
@@ -309,7 +305,7 @@ def test_slide_equals_one_pass_when_the_image_is_one_window(model: ModelFolder) 
 def test_slide_above_the_budget_averages_overlapping_windows(model: ModelFolder) -> None:
     """A 70x90 image in 32x32 windows 22 apart: each pixel is the mean of the windows that cover it."""
     image = photo(70, 90, seed=4)
-    predictor = app_for(model, pixel_budget=CROP * CROP).predictor
+    predictor = predictor_for(model, pixel_budget=CROP * CROP)
     bands = list(predictor.bands(image))
     assert [y for y, _ in bands] == [0, 22, 38]  # rows 0-21, 22-37, 38-69
     probabilities = predictor.probabilities(image)
@@ -327,14 +323,14 @@ def test_slide_above_the_budget_averages_overlapping_windows(model: ModelFolder)
 
 def test_serve_without_a_model_exits_naming_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "model").mkdir()
-    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
+    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}).code == EXIT_CLIENT_ERROR
     assert str(tmp_path / "model" / "hyperparams.json") in caplog.text
 
 
 def test_serve_with_weights_missing_exits_naming_them(model: ModelFolder, tmp_path: Path, caplog: Any) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "hyperparams.json").write_bytes((model.path / "hyperparams.json").read_bytes())
-    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}) == EXIT_CLIENT_ERROR
+    assert main(["serve"], {"SAGEMAKER_BASE_DIR": str(tmp_path)}).code == EXIT_CLIENT_ERROR
     assert "model_best.params nor model_algo-1" in caplog.text
 
 
@@ -367,7 +363,7 @@ def test_serve_with_weights_that_do_not_load_exits_2_before_any_worker(
 def test_the_traced_graph_follows_the_image_size(model: ModelFolder) -> None:
     """The server's network is traced (and MKL-DNN-fused) for the size it scores: sizes A, B, A in turn each give
     the imperative network's probabilities."""
-    predictor = app_for(model).predictor
+    predictor = predictor_for(model)
     assert isinstance(predictor.score, Scorer) and predictor.score.traced
     imperative = Scorer(load_model(model, [mx.cpu()]), mx.cpu())
     for height, width in ((40, 48), (56, 32), (40, 48)):

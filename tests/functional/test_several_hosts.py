@@ -123,6 +123,23 @@ def test_two_hosts_train_with_global_metrics_and_one_model(tmp_path: Path, engin
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_host_trains_on_no_more_devices_than_its_share_of_the_batch(tmp_path: Path, engine: str) -> None:
+    """mini_batch_size=2 on two hosts of two devices each: each host has one image a step, so it trains on one
+    device. (Capped by the whole batch instead, as the MXNet engine once did, each host split its one image over
+    two CPU contexts, which MXNet refuses: "Operator _copyto inferring shapes failed".)"""
+    _, procs = start_hosts(tmp_path, "share", {"mini_batch_size": 2}, env={"SEMSEG_CPU_DEVICES": "2"}, engine=engine)
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for log in logs:
+        assert "mini_batch_size=2 leaves 1 image(s) a host for its 2 devices: using 1 of them" in log
+        assert len(metric(log, "validation mIOU")) == 2
+    if engine == "torch":
+        assert "Starting 1 training processes (cpu, torch.distributed gloo) on each of 2 hosts, 2 in all" in logs[0]
+    else:
+        assert "Training data-parallel on 1 CPU contexts (SEMSEG_CPU_DEVICES)" in logs[0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path, engine: str) -> None:
     bases, procs = start_hosts(tmp_path, "dead", {"epochs": 30}, env={"SEMSEG_PEER_TIMEOUT": "5"}, engine=engine)
     wait_for(procs[1], "epoch: 1, iterations: 1 ")

@@ -103,7 +103,7 @@ def test_optimizer_updates_are_mxnets(kind: str) -> None:
     theirs = [mx.nd.array(w) for w in start]
     ours = [torch.tensor(w) for w in start]
     groups = [{"params": [ours[0]], "lr_mult": 1.0}, {"params": [ours[1]], "lr_mult": 10.0}]
-    optimizer = MXNetOptimizer(groups, kind, lr=0.1, wd=1e-3, **settings)
+    optimizer = MXNetOptimizer(groups, kind, lr=0.1, wd=1e-3, **settings)  # type: ignore[arg-type]
     optimizer.rescale_grad = 0.25
     for step, lr in zip(grads, [0.1, 0.05, 0.02], strict=True):
         reference.lr = lr
@@ -201,18 +201,16 @@ from semseg.contract.config import Config
 from semseg.engines.torch.loader import torch_loader
 from semseg.data.pipeline import build_loaders
 from semseg.contract.job import JobPaths, load_job
-from semseg.fit.schedule import Schedule
-from semseg.engines.torch.job import optimizer_for
-from semseg.engines.torch.loop import TorchLoop
+from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
-from semseg.fit.loop import NoHooks
+from semseg.engines.torch.optim import trainer_for
+from semseg.fit.loop import LoopSettings, NoHooks
 
 config = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)
 job = load_job(JobPaths(Path({str(base)!r})))
 train, validation = build_loaders(job, config, 0, 0, lambda d, s, w: torch_loader(d, s, w, pin=False))
 net = SegmentationNet("fcn", "resnet-50", 3)
-loop = TorchLoop(net, optimizer_for(net, config), Schedule(config), torch.device("cpu"), 3, global_batch=4,
-                 aux_weight=0.5)
+loop = Loop(net, trainer_for(net, config), torch.device("cpu"), LoopSettings.of(config))
 train.set_epoch(0)
 loss, _ = loop.train_epoch(train, 0, NoHooks(), 100)
 matrix = loop.evaluate(validation, False)

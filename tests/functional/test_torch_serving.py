@@ -21,7 +21,7 @@ from PIL import Image
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.mxnet.network import load_model
 from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
-from semseg.engines.torch.serve import load_predictor
+from semseg.engines.torch.predict import load_predictor
 from semseg.serving.app import App
 from tests.functional.test_serving import call, model, photo  # noqa: F401  # `model`: the module's fixture
 
@@ -130,7 +130,7 @@ def test_autocast_is_refused_on_the_mxnet_engine(
     from semseg.cli import EXIT_CLIENT_ERROR, main
 
     env = {"SAGEMAKER_BASE_DIR": str(model.path.parent), "SEMSEG_SERVE_AUTOCAST": "bfloat16"}
-    assert main(["serve"], env) == EXIT_CLIENT_ERROR
+    assert main(["serve"], env).code == EXIT_CLIENT_ERROR
     assert "SEMSEG_SERVE_AUTOCAST=bfloat16 is for SEMSEG_ENGINE=torch" in caplog.text
-    assert main(["serve"], {**env, "SEMSEG_ENGINE": "torch", "SEMSEG_SERVE_AUTOCAST": "int8"}) == EXIT_CLIENT_ERROR
+    assert main(["serve"], {**env, "SEMSEG_ENGINE": "torch", "SEMSEG_SERVE_AUTOCAST": "int8"}).code == EXIT_CLIENT_ERROR
     assert "SEMSEG_SERVE_AUTOCAST='int8': give bfloat16 or float16" in caplog.text

@@ -13,17 +13,16 @@ import pytest
 import torch
 from gluoncv.model_zoo import FCN
 
-from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
+from semseg.engines import Predictor
 from semseg.engines.mxnet.predict import normalize
 from semseg.engines.torch import files
 from semseg.engines.torch.network import SegmentationNet
-from semseg.engines.torch.predict import Inputs, Scorer
-from semseg.fit.sliding import SlidingWindows
+from semseg.engines.torch.predict import FLOAT32
+from semseg.engines.torch.predict import Predictor as TorchPredictor
 from semseg.serving import tta
 from semseg.serving.app import App
 from semseg.serving.codecs import encode_png
-from semseg.serving.server import ServeSettings
 from tests.functional.test_serving import (
     CLASSES,
     CROP,
@@ -34,6 +33,7 @@ from tests.functional.test_serving import (
     model,
     photo,
     png_classes,
+    predictor_for,
 )
 
 __all__ = ["model"]  # the trained model fixture of test_serving
@@ -54,11 +54,11 @@ def flip_reference(folder: ModelFolder, image: np.ndarray) -> np.ndarray:
     return (gluoncv_probabilities(folder, image) + mirrored[:, :, ::-1]) / 2
 
 
-def torch_predictor(folder: ModelFolder, pixel_budget: int = 10**6) -> SlidingWindows:
+def torch_predictor(folder: ModelFolder, pixel_budget: int = 10**6) -> TorchPredictor:
     net = SegmentationNet("fcn", "resnet-50", CLASSES)
     files.load_model_folder(net, folder)
     net.eval()
-    return SlidingWindows(Scorer(net, Inputs(torch.device("cpu"))), CROP, pixel_budget)
+    return TorchPredictor(net, torch.device("cpu"), folder, pixel_budget, FLOAT32)
 
 
 def test_flip_on_mxnet_equals_gluoncv_on_the_image_and_its_mirror(model: ModelFolder, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_flip_on_torch_equals_gluoncv_on_the_image_and_its_mirror(model: ModelFo
 @pytest.mark.parametrize("engine", ["mxnet", "torch"])
 def test_scales_and_flip_average_every_copy_resized_back(model: ModelFolder, engine: str) -> None:
     image = photo(40, 48, seed=3)
-    predictor = app_for(model).predictor if engine == "mxnet" else torch_predictor(model)
+    predictor: Predictor = predictor_for(model) if engine == "mxnet" else torch_predictor(model)
     copies = []
     for height, width in ((20, 24), (40, 48)):  # scales 0.5 and 1
         scaled = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -106,7 +106,7 @@ def test_scales_and_flip_average_every_copy_resized_back(model: ModelFolder, eng
 
 def test_flip_above_the_pixel_budget_goes_by_windows_band_by_band(model: ModelFolder) -> None:
     image = photo(70, 90, seed=4)
-    predictor = app_for(model, pixel_budget=CROP * CROP).predictor
+    predictor = predictor_for(model, pixel_budget=CROP * CROP)
     assert not predictor.fits(70, 90)
     flip = tta.parse("tta=flip")
     expected = tta.probabilities(predictor, image, flip)  # the whole arrays, windows for each copy
@@ -161,26 +161,3 @@ def test_bad_attributes_are_400s_naming_the_attribute(model: ModelFolder, attrib
     )
     assert response.status == 400
     assert "X-Amzn-SageMaker-Custom-Attributes" in response.text and named in response.text
-
-
-@pytest.mark.parametrize(
-    ("text", "flip", "scales"),
-    [
-        ("tta=flip", True, (1.0,)),
-        ("TTA=Flip", True, (1.0,)),
-        ("scales=0.75,1,1.25", False, (0.75, 1.0, 1.25)),
-        ("tta=flip;scales=0.75,1,1.25", True, (0.75, 1.0, 1.25)),
-        ("tta=flip, scales=0.75, 1, 1.25", True, (0.75, 1.0, 1.25)),
-        (" scales = 2 ; tta = flip ; ", True, (2.0,)),
-        ("", False, (1.0,)),
-    ],
-)
-def test_attribute_forms(text: str, flip: bool, scales: tuple[float, ...]) -> None:
-    assert tta.parse(text) == tta.Augmentation(flip, scales)
-
-
-def test_a_bad_semseg_tta_stops_serve_with_a_client_error() -> None:
-    settings = ServeSettings.from_environ({"SEMSEG_TTA": "tta=flip;scales=0.75,1,1.25"}, 0, 2, 10**6)
-    assert settings.augmentation == tta.Augmentation(True, (0.75, 1.0, 1.25))
-    with pytest.raises(ClientError, match="Environment variable SEMSEG_TTA: tta='yes' is not accepted"):
-        ServeSettings.from_environ({"SEMSEG_TTA": "tta=yes"}, 0, 2, 10**6)

@@ -17,7 +17,7 @@ from tests.conftest import write_config
 
 
 def run(base: Path, *args: str, **env: str) -> int:
-    return main(list(args), {"SAGEMAKER_BASE_DIR": str(base), **env})
+    return main(list(args), {"SAGEMAKER_BASE_DIR": str(base), **env}).code
 
 
 def failure(base: Path) -> str:
@@ -75,7 +75,7 @@ def test_internal_fault_becomes_algorithm_error_with_traceback(tmp_path: Path) -
     def broken() -> None:
         int("not a number")  # a real ValueError from inside the job
 
-    assert guarded(JobPaths(tmp_path), broken) == EXIT_ALGORITHM_ERROR
+    assert guarded(JobPaths(tmp_path), broken).code == EXIT_ALGORITHM_ERROR
     text = (tmp_path / "output" / "failure").read_text()
     assert text.startswith("AlgorithmError: ValueError: invalid literal for int()")
     assert "Traceback (most recent call last)" in text
@@ -85,12 +85,12 @@ def test_algorithm_error_keeps_its_message(tmp_path: Path) -> None:
     def broken() -> None:
         raise AlgorithmError("loss became NaN")
 
-    assert guarded(JobPaths(tmp_path), broken) == EXIT_ALGORITHM_ERROR
+    assert guarded(JobPaths(tmp_path), broken).code == EXIT_ALGORITHM_ERROR
     assert (tmp_path / "output" / "failure").read_text().startswith("AlgorithmError: loss became NaN\n")
 
 
 def test_success_writes_no_failure_file(tmp_path: Path) -> None:
-    assert guarded(JobPaths(tmp_path), lambda: None) == EXIT_OK
+    assert guarded(JobPaths(tmp_path), lambda: None).code == EXIT_OK
     assert not (tmp_path / "output" / "failure").exists()
 
 

@@ -18,7 +18,7 @@ from semseg.contract.job import JobPaths, load_job
 from semseg.distributed.hosts import resolve
 from semseg.distributed.peers import PeerWatch
 from semseg.engines.mxnet.exchange import from_digits, to_digits
-from semseg.engines.mxnet.pslite import dmlc_env, roles
+from semseg.engines.mxnet.hosts import dmlc_env, roles
 from semseg.engines.torch.hosts import network_env, rendezvous, set_network_env
 from tests.conftest import write_config
 

@@ -1,17 +1,22 @@
 """The house's rules, read from the source (lazy imports inside functions count): no import cycle among the
-package's modules; each framework imported from its engine's folder only; the server imports no training loop;
-no function over 60 lines."""
+package's modules; each framework imported from its engine's folder only; nothing runs up from the contract (the
+ground floor); the engine is chosen in one place (the registry, semseg.engines); the server imports no training
+loop; no function over 60 lines; and every `semseg.*` name (or `semseg/...py` path) that a docstring, the README,
+CONTRIBUTING.md or the manual (docs/) mentions exists."""
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 PACKAGE = SRC / "semseg"
+REGISTRY = "semseg.engines"
 FRAMEWORKS = {"mxnet": "semseg.engines.mxnet", "gluoncv": "semseg.engines.mxnet", "torch": "semseg.engines.torch"}
 TRAINING = ("semseg.fit.loop", "semseg.fit.job", "semseg.engines.mxnet.loop", "semseg.engines.torch.loop")
 MAX_FUNCTION_LINES = 60
@@ -38,8 +43,18 @@ def imports(name: str) -> frozenset[str]:
     return frozenset(found)
 
 
+@functools.cache
+def engine_modules() -> frozenset[str]:
+    """The engines' records the registry loads by name (importlib): read from its ENGINES table."""
+    for node in ast.walk(ast.parse(MODULES[REGISTRY].read_text())):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ENGINES" for t in node.targets):
+            return frozenset(ast.literal_eval(node.value).values())
+    raise AssertionError("the registry has no ENGINES table")
+
+
 def package_edges(name: str) -> set[str]:
-    return {target for target in imports(name) if target in MODULES and target != name}
+    found = imports(name) | (engine_modules() if name == REGISTRY else frozenset())
+    return {target for target in found if target in MODULES and target != name}
 
 
 def cycle_from(start: str) -> list[str] | None:
@@ -70,30 +85,146 @@ def test_each_framework_is_imported_from_its_engines_folder_only(framework: str)
     assert {name for name in users if not name.startswith(FRAMEWORKS[framework] + ".")} == set()
 
 
-def reached(name: str) -> set[str]:
+def reached(name: str, around: frozenset[str] = frozenset()) -> set[str]:
+    """Every module `name` imports, directly or not, without passing through the modules `around`."""
     seen: set[str] = set()
     todo = [name]
     while todo:
-        for target in package_edges(todo.pop()) - seen:
+        for target in package_edges(todo.pop()) - seen - around:
             seen.add(target)
             todo.append(target)
     return seen
 
 
 def test_the_server_imports_no_training_loop() -> None:
-    server = {name for name in MODULES if name.startswith("semseg.serving")}
-    reach = set().union(*(reached(name) for name in server))
-    assert "semseg.engines.mxnet.predict" in reach, "the server's predict is not found: the test reads wrongly"
+    """The server and what it loads through the registry (each engine's `predict`: the records' serving functions
+    load nothing else) reach no training loop."""
+    predictors = {f"{module}.predict" for module in engine_modules()}
+    assert predictors <= MODULES.keys(), "an engine without a predict module: the test reads wrongly"
+    server = {name for name in MODULES if name.startswith("semseg.serving")} | predictors
+    reach = set().union(*(reached(name, around=engine_modules()) for name in server))
     assert reach.isdisjoint(TRAINING), sorted(reach & set(TRAINING))
 
 
-def test_no_function_is_longer_than_60_lines() -> None:
-    long = [
-        f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
-        for name, path in MODULES.items()
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.end_lineno is not None
-        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
-    ]
-    assert not long, long
+def test_nothing_runs_up_from_the_contract() -> None:
+    """contract/ is the ground floor: the SageMaker job as data, imported by everything and importing none of it."""
+    up = {
+        f"{name} -> {target}"
+        for name in MODULES
+        if name.startswith("semseg.contract.")
+        for target in package_edges(name)
+        if not target.startswith("semseg.contract")
+    }
+    assert not up, sorted(up)
+
+
+def engine_comparisons(name: str) -> list[str]:
+    """Comparisons of an engine's name with an expression about the engine (`options.engine == "torch"`)."""
+    engines = {"mxnet", "torch"}
+    source = MODULES[name].read_text()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            names = {o.value for o in operands if isinstance(o, ast.Constant) and isinstance(o.value, str)}
+            about = [ast.get_source_segment(source, o) or "" for o in operands if not isinstance(o, ast.Constant)]
+            if names & engines and any("engine" in text for text in about):
+                found.append(f"{name}:{node.lineno}: {ast.get_source_segment(source, node)}")
+    return found
+
+
+def test_the_engine_is_chosen_in_the_registry_only() -> None:
+    assert engine_comparisons(REGISTRY) == [], "the registry maps names, it compares none"
+    found = [line for name in sorted(MODULES) if name != REGISTRY for line in engine_comparisons(name)]
+    assert not found, found
+
+
+def test_the_engine_comparison_finder_finds_one() -> None:
+    """The finder above must see a comparison when there is one (this module's own example)."""
+    tree = ast.parse('if options.engine == "torch":\n    pass\n')
+    compare = next(node for node in ast.walk(tree) if isinstance(node, ast.Compare))
+    assert isinstance(compare.comparators[0], ast.Constant) and compare.comparators[0].value == "torch"
+
+
+NAME = re.compile(r"\bsemseg(?:\.[A-Za-z_]\w*)+")
+PATH = re.compile(r"\bsemseg(?:/\w+)+\.py\b")
+DOCUMENTS = ("README.md", "CONTRIBUTING.md", "docs")
+
+
+def mentioned(text: str) -> set[str]:
+    """The semseg.* names and semseg/...py paths in `text`, as dotted names."""
+    names = set(NAME.findall(text))
+    names |= {path[: -len(".py")].replace("/", ".") for path in PATH.findall(text)}
+    return names
+
+
+@functools.cache
+def top_level_names(module: str) -> dict[str, ast.AST]:
+    names: dict[str, ast.AST] = {}
+    for node in ast.parse(MODULES[module].read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names[node.name] = node
+        elif isinstance(node, ast.Assign):
+            names.update({t.id: node for t in node.targets if isinstance(t, ast.Name)})
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = node
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update({(alias.asname or alias.name).split(".")[0]: node for alias in node.names})
+    return names
+
+
+def resolves(name: str) -> bool:
+    """`name` is a module of the package, or a name defined at the top of one (or in one of its classes)."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        module = ".".join(parts[:end])
+        if module in MODULES:
+            rest = parts[end:]
+            break
+    else:
+        return False
+    if not rest:
+        return True
+    defined = top_level_names(module).get(rest[0])
+    if defined is None:
+        return False
+    if len(rest) > 1 and isinstance(defined, ast.ClassDef):
+        members = {n.name for n in defined.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        members |= {
+            t.id for n in defined.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
+        members |= {
+            n.target.id for n in defined.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        }
+        return rest[1] in members
+    return True
+
+
+def docstrings(module: str) -> str:
+    tree = ast.parse(MODULES[module].read_text())
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))]
+    return "\n".join(doc for node in nodes if (doc := ast.get_docstring(node)))
+
+
+def documents() -> dict[str, str]:
+    found = {}
+    for entry in DOCUMENTS:
+        path = ROOT / entry
+        for file in sorted(path.rglob("*.md")) if path.is_dir() else [path]:
+            found[str(file.relative_to(ROOT))] = file.read_text()
+    return found
+
+
+def test_every_semseg_name_in_a_docstring_or_the_documents_exists() -> None:
+    texts = {name: docstrings(name) for name in MODULES} | documents()
+    missing = sorted(
+        f"{where}: {name}" for where, text in texts.items() for name in mentioned(text) if not resolves(name)
+    )
+    assert not missing, missing
+
+
+def test_the_name_finder_reads_names_and_paths() -> None:
+    text = "see semseg.fit.sliding.SlidingWindows, `semseg/engines/torch/predict.py` and semseg.nowhere."
+    assert mentioned(text) == {"semseg.fit.sliding.SlidingWindows", "semseg.engines.torch.predict", "semseg.nowhere"}
+    assert resolves("semseg.fit.sliding.SlidingWindows.bands") and resolves("semseg.engines.torch.predict")
+    assert not resolves("semseg.nowhere") and not resolves("semseg.fit.sliding.Nothing")

@@ -1,4 +1,4 @@
-"""The pictures of a job (semseg.fit.pictures): panels blended in the palette, shrinking, the confusion matrix
+"""The pictures of a job (semseg.outputs.pictures): panels blended in the palette, shrinking, the confusion matrix
 up to 254 classes, the learning curves; and the TensorBoard writer's failures are warnings."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from semseg.data.palette import PALETTE, overlay
-from semseg.fit.board import Board
 from semseg.fit.loop import EpochResult
 from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.pictures import GAP, MAX_SIDE, confusion_png, curves_png, triptych
+from semseg.outputs.board import Board
+from semseg.outputs.pictures import GAP, MAX_SIDE, confusion_png, curves_png, triptych
 
 
 def test_triptych_is_image_truth_and_prediction_blended_in_the_palette() -> None:
@@ -91,7 +91,7 @@ def test_a_writer_that_fails_later_stops_writing_with_one_warning(caplog: pytest
 def test_a_resumed_jobs_outputs_go_on_from_the_checkpoints_record(tmp_path: Path) -> None:
     import json
 
-    from semseg.fit.outputs import Outputs, Samples
+    from semseg.outputs.recorder import Outputs, Samples
 
     def matrix(seed: int) -> ConfusionMatrix:
         rng = np.random.default_rng(seed)

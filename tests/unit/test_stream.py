@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from semseg.contract.errors import ClientError
-from semseg.data.fifo import PipeSettings
+from semseg.contract.options import PipeSettings
 from semseg.data.recordio import frame
 from semseg.data.stream import PipeBatches
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from semseg.contract.errors import ClientError
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -33,3 +35,13 @@ class Cluster:
     @property
     def peers(self) -> tuple[str, ...]:
         return tuple(host for host in self.hosts if host != self.current_host)
+
+    def batch_share(self, mini_batch_size: int) -> int:
+        """The images of `mini_batch_size` (the batch of all hosts) that every host has at least: how many devices
+        (or processes) a host can train on. ClientError when a host would have none."""
+        if mini_batch_size < self.size:
+            raise ClientError(
+                f"mini_batch_size={mini_batch_size} is the batch of all {self.size} hosts together; "
+                "give it at least one image per host."
+            )
+        return mini_batch_size // self.size

@@ -38,11 +38,24 @@ MAX_SIDE = 8192  # crop_size and base_size: the side of the largest image a job 
 
 @dataclass(frozen=True)
 class Spec:
-    """How one hyperparameter is parsed and checked."""
+    """How one hyperparameter is parsed and checked, and its valid values as the README's table says them."""
 
     parse: Callable[[str], Any]
     check: Callable[[Any], str | None] | None = None
     required: bool = False
+    text: str = ""  # the valid values, where the parser and the check do not say them
+
+    @property
+    def valid(self) -> str:
+        if self.text:
+            return self.text
+        if isinstance(self.check, p.Range):
+            return self.check.describe()
+        if isinstance(self.parse, p.Choice):
+            return self.parse.describe()
+        if self.parse is p.parse_bool:
+            return "`True`, `False`"
+        raise ValueError("a hyperparameter without a description of its valid values")
 
 
 SPECS: dict[str, Spec] = {
@@ -63,7 +76,7 @@ SPECS: dict[str, Spec] = {
     "learning_rate": Spec(p.parse_float, p.in_range(0, 1, lo_open=True)),
     "lr_scheduler": Spec(p.choice(LR_SCHEDULERS)),
     "lr_scheduler_factor": Spec(p.parse_float, p.in_range(0, 1)),
-    "lr_scheduler_step": Spec(p.parse_int_list),
+    "lr_scheduler_step": Spec(p.parse_int_list, text="comma-separated epochs, e.g. `10, 20`"),
     "mini_batch_size": Spec(p.parse_int, p.in_range(0, None, lo_open=True)),
     "momentum": Spec(p.parse_float, p.in_range(0, 1, lo_open=True)),
     "optimizer": Spec(p.choice(OPTIMIZERS)),
@@ -73,7 +86,7 @@ SPECS: dict[str, Spec] = {
     # Not in the managed algorithm's public table; its log shows it as an internal setting.
     "precision_dtype": Spec(p.choice(PRECISIONS)),
     # This image's extension: the loss's weight per class (README, "Imbalanced data").
-    "class_weights": Spec(p.parse_class_weights),
+    "class_weights": Spec(p.parse_class_weights, text="`auto`, or one number >= 0 per class"),
 }
 
 

@@ -57,12 +57,12 @@ class JobPaths:
 
     @property
     def output_data_dir(self) -> Path:
-        """Uploaded by SageMaker as output.tar.gz with every job: evaluation.json and pictures (semseg.fit.outputs)."""
+        """Uploaded by SageMaker as output.tar.gz with every job: evaluation.json and pictures (semseg.outputs)."""
         return self.output_dir / "data"
 
     @property
     def tensorboard_dir(self) -> Path:
-        """Uploaded by SageMaker when the job sets a TensorBoard output config (semseg.fit.board)."""
+        """Uploaded by SageMaker when the job sets a TensorBoard output config (semseg.outputs.board)."""
         return self.output_dir / "tensorboard"
 
     @property

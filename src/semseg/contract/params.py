@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 _TRUE = {"true", "1"}
@@ -105,45 +105,54 @@ def parse_class_weights(text: str) -> str | tuple[float, ...]:
     return tuple(weights)
 
 
-def choice(options: Sequence[str]) -> Callable[[str], str]:
+class Choice:
     """A parser that accepts one of `options` (case-insensitive) and returns it in canonical case."""
 
-    def parse(text: str) -> str:
+    def __init__(self, options: Sequence[str]) -> None:
+        self.options = tuple(options)
+
+    def __call__(self, text: str) -> str:
         lowered = text.lower()
-        for option in options:
+        for option in self.options:
             if option.lower() == lowered:
                 return option
-        raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        raise ValueError(f"{text!r} is not one of {', '.join(self.options)}")
 
-    return parse
+    def describe(self) -> str:
+        return ", ".join(f"`{option}`" for option in self.options)
 
 
-def in_range(
-    lo: float | None,
-    hi: float | None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> Callable[[float], str | None]:
+def choice(options: Sequence[str]) -> Choice:
+    return Choice(options)
+
+
+class Range:
     """A check that returns the allowed range as text when the value is outside it, else None."""
 
-    def describe() -> str:
+    def __init__(self, lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False) -> None:
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def describe(self) -> str:
+        """The range as the README's table writes it: `2 <= value <= 254`."""
         parts = []
-        if lo is not None:
-            parts.append(f"{_fmt(lo)} {'<' if lo_open else '<='} ")
+        if self.lo is not None:
+            parts.append(f"{_fmt(self.lo)} {'<' if self.lo_open else '<='} ")
         parts.append("value")
-        if hi is not None:
-            parts.append(f" {'<' if hi_open else '<='} {_fmt(hi)}")
+        if self.hi is not None:
+            parts.append(f" {'<' if self.hi_open else '<='} {_fmt(self.hi)}")
         return "".join(parts)
 
-    def check(value: float) -> str | None:
-        if lo is not None and (value < lo or (lo_open and value == lo)):
-            return describe()
-        if hi is not None and (value > hi or (hi_open and value == hi)):
-            return describe()
+    def __call__(self, value: float) -> str | None:
+        lo, hi = self.lo, self.hi
+        if lo is not None and (value < lo or (self.lo_open and value == lo)):
+            return self.describe()
+        if hi is not None and (value > hi or (self.hi_open and value == hi)):
+            return self.describe()
         return None
 
-    return check
+
+def in_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False) -> Range:
+    return Range(lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
 def _fmt(number: float) -> str:

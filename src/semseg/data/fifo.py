@@ -4,9 +4,6 @@ A FIFO is opened non-blocking (so opening never waits for the writer) and read a
 Linux, poll on such a FIFO reports nothing until a writer has connected, then data, then a hang-up when the
 writer closes: so "no writer yet" is told apart from "the stream ended". Every wait is sliced into short
 polls that check the stop flag, so SIGTERM ends a job that waits on its data within a second.
-
-Also the Pipe-mode settings, here rather than beside the stream so that reading the run options (the server
-does too) imports no image libraries.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import select
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from semseg.contract.errors import ClientError
@@ -25,17 +21,6 @@ from semseg.contract.errors import ClientError
 _SLICE_S = 0.2  # how often a wait checks the stop flag
 _CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031
-
-
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_SHUFFLE_BUFFER = 256  # pairs; ~256 x the encoded size of a pair in memory
-
-
-@dataclass(frozen=True)
-class PipeSettings:
-    timeout_s: float = DEFAULT_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: training pairs shuffled in memory
-    should_stop: Callable[[], bool] = field(default=lambda: False)
 
 
 class FifoStopped(Exception):

@@ -15,14 +15,14 @@ from typing import Any
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
+from semseg.contract.options import PipeSettings
 from semseg.data import transforms
-from semseg.data.agreed import AgreedBatches, AllHave
 from semseg.data.channels import find_pairs
 from semseg.data.dataset import SegmentationDataset
-from semseg.data.fed import FedBatches, Scatter
-from semseg.data.fifo import PipeSettings
+from semseg.data.joint_epochs import AgreedBatches, AllHave
 from semseg.data.labels import LabelMap, load_label_map
 from semseg.data.samplers import BatchSampler, EpochLoader, SeededBatchSampler
+from semseg.data.shared_fifo import FedBatches, Scatter
 from semseg.data.stream import PipeBatches, StreamDataset
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ def build_loaders(
     this part's share of `mini_batch_size`, for the number of batches that every part has (`agree_min` gives
     the smallest of all parts' counts); the processes of one host (`local` = (local rank, processes on the
     host)) split its files. A Pipe-mode train channel on several parts ends each epoch where the first part's
-    stream ends (`all_have` agrees on it, see semseg.data.agreed); a FullyReplicated stream gives each host
+    stream ends (`all_have` agrees on it, see semseg.data.joint_epochs); a FullyReplicated stream gives each host
     every hosts-th pair; on a host of several processes its first one reads the FIFO and `scatter`s their
-    shares of each batch (semseg.data.fed).
+    shares of each batch (semseg.data.shared_fifo).
     """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from semseg.contract.errors import ClientError
+from semseg.contract.options import PipeSettings
 from semseg.data.dataset import prepare
-from semseg.data.fifo import Fifo, FifoStopped, PipeSettings
+from semseg.data.fifo import Fifo, FifoStopped
 from semseg.data.images import BadImage, decode_image, decode_mask, probe
 from semseg.data.labels import LabelMap
 from semseg.data.recordio import FramingError, read_records

@@ -1,7 +1,8 @@
 """Paired transforms `(image, mask, rng) -> (image, mask)` on uint8 arrays (image HxWx3 RGB, mask HxW).
 
-Masks are always resized with nearest neighbour and padded with 255 (ignore). Normalisation to ImageNet
-mean/std happens on the device (see engine.normalize), so batches travel as uint8: a quarter of the bytes.
+Masks are always resized with nearest neighbour and padded with 255 (ignore). Normalisation to ImageNet mean/std
+happens on the device (semseg.engines.normalization, in each engine's `normalize` or `Inputs`), so batches travel
+as uint8: a quarter of the bytes.
 """
 
 from __future__ import annotations

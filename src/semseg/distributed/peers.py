@@ -23,7 +23,6 @@ from semseg.contract.files import write_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 60.0
 PROBE_EVERY_S = 1.0
 
 

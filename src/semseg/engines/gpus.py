@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from semseg.contract.config import Config
@@ -64,6 +65,31 @@ def _capability(text: str) -> tuple[int, int] | None:
         return int(major), int(minor)
     except ValueError:
         return None
+
+
+def check_usable(gpus: Sequence[Gpu], usable: int, framework: str, why: str, image: str, allow_cpu: bool) -> None:
+    """The driver lists `gpus` but `framework` can use none of them (`usable`, `why`): a ClientError naming the
+    `image` to use, unless `allow_cpu` (SEMSEG_ALLOW_CPU) lets the job train on the CPU, with a warning."""
+    if not gpus or usable:
+        return
+    message = f"The driver lists {len(gpus)} GPU(s) ({gpus[0].describe()}) but {framework} cannot use them ({why})"
+    if not allow_cpu:
+        raise ClientError(
+            f"{message}. Use {image} on GPU instances, or set the environment variable SEMSEG_ALLOW_CPU=true to "
+            "train on the CPU anyway."
+        )
+    log.warning("%s. Training on the CPU (SEMSEG_ALLOW_CPU)", message)
+
+
+def devices_to_use(available: int, share: int, batch: int) -> int:
+    """How many of `available` devices (or processes) a host trains on: each needs at least one image of the host's
+    `share` of mini_batch_size=`batch` (the host's part of the batch is split over them)."""
+    if available > share:
+        log.warning(
+            "mini_batch_size=%d leaves %d image(s) a host for its %d devices: using %d of them",
+            batch, share, available, share,
+        )  # fmt: skip
+    return min(available, share)
 
 
 def check_precision(config: Config, *, on_gpu: bool) -> None:

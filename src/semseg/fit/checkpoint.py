@@ -61,7 +61,7 @@ class Resume:
     next_epoch: int
     early_stopping: EarlyStopping
     best_params: Path | None
-    outputs: dict[str, Any] | None = None  # what semseg.fit.outputs keeps across a resume (history, best counts)
+    outputs: dict[str, Any] | None = None  # what semseg.outputs.recorder keeps across a resume (history, best counts)
 
 
 class CheckpointStore:
@@ -78,7 +78,7 @@ class CheckpointStore:
         outputs: dict[str, Any] | None = None,
     ) -> Path:
         """Write the checkpoint of a completed epoch; keep only it and the best weights. `outputs`: plain data
-        of semseg.fit.outputs for a resumed job's curves and evaluation.json (in meta.json)."""
+        of semseg.outputs.recorder for a resumed job's curves and evaluation.json (in meta.json)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"epoch-{epoch:04d}"
         tmp = self.folder / f".{final.name}.tmp"

@@ -1,6 +1,6 @@
 """What a job does at the loop's events: per-epoch seeding, the managed log lines (and our per-class table and
 time left, semseg.fit.progress), the best weights whenever mIOU improves, what people look at (output/data and
-TensorBoard, semseg.fit.outputs), and a checkpoint after every epoch. The same for every engine."""
+TensorBoard, semseg.outputs.recorder), and a checkpoint after every epoch. The same for every engine."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.loop import EpochResult
-from semseg.fit.outputs import Outputs
 from semseg.fit.progress import TimeLeft, log_class_table
+from semseg.outputs.recorder import Outputs
 
 log = logging.getLogger(__name__)
 

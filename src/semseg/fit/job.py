@@ -22,19 +22,20 @@ from semseg.contract.options import RunOptions
 from semseg.contract.report import Reporter
 from semseg.contract.signals import StopSignal
 from semseg.fit.artifacts import finish, restore_best, write_hyperparams
-from semseg.fit.board import Board
 from semseg.fit.checkpoint import CheckpointStore
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.hooks import JobHooks, JobState, epoch_seed
 from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
-from semseg.fit.outputs import Outputs, Samples
 from semseg.fit.progress import TimeLeft
+from semseg.outputs.board import Board
+from semseg.outputs.recorder import Outputs, Samples
 
 log = logging.getLogger(__name__)
 
 
 class Exchange(Protocol):
-    """What the hosts of a multi-host job agree on around training (semseg.engines.mxnet.exchange)."""
+    """What the parts of a job (hosts, processes) agree on around training: an engine's exchange
+    (semseg.distributed.agree.Agreement), or Alone."""
 
     def check_same(self, name: str, value: int, what: str) -> None:
         """AlgorithmError unless every host has the same `value`."""
@@ -74,7 +75,7 @@ class Start:
     checkpoints: CheckpointStore | None
     first_epoch: int
     early_stopping: EarlyStopping
-    outputs: dict[str, Any] | None = None  # the checkpoint's record for semseg.fit.outputs
+    outputs: dict[str, Any] | None = None  # the checkpoint's record for semseg.outputs.recorder
 
 
 def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
@@ -85,7 +86,7 @@ def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, ses
         write_hyperparams(config, model_dir)
     start = resume(job, config, session.state, session.materialize, session.leader)
     session.exchange.check_same("resume", start.first_epoch, "the epoch to resume from (checkpoints must be shared)")
-    result = run(job, config, options, stop, session, start)
+    result = train_epochs(job, config, options, stop, session, start)
     if result.interrupted:
         session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
     if session.leader:
@@ -124,10 +125,12 @@ def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], 
     return Start(checkpoints if leader else None, restored.next_epoch, resumed, restored.outputs)
 
 
-def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start) -> FitResult:
+def train_epochs(
+    job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session, start: Start
+) -> FitResult:
     """fit() with the job's hooks; a diverged loss becomes an AlgorithmError that says what to change."""
     model_dir = job.paths.model_dir
-    outputs = people_outputs(job, config, session, start) if session.leader else None
+    outputs = open_outputs(job, config, session, start) if session.leader else None
     reporter = Reporter(job.current_host, config.epochs, enabled=session.report)
     hooks = JobHooks(
         reporter,
@@ -168,7 +171,7 @@ def run(job: Job, config: Config, options: RunOptions, stop: StopSignal, session
     return result
 
 
-def people_outputs(job: Job, config: Config, session: Session, start: Start) -> Outputs:
+def open_outputs(job: Job, config: Config, session: Session, start: Start) -> Outputs:
     """output/data and TensorBoard (the first host's), with the validation images kept as they pass by."""
     board = Board.open(job.paths.tensorboard_dir, config.iterations_per_epoch, start.first_epoch)
     outputs = Outputs(job.paths.output_data_dir, board, Samples(session.loaders[1]), session.loop.classes)

@@ -1,19 +1,24 @@
 """What every engine's training loop shares, with no framework: fit with early stopping over epochs, the
-loop's events (hooks) and results, the divergence error and the aux loss weight.
+loop's events (hooks) and results, what a loop is built with (LoopSettings), the arithmetic of an epoch's progress
+points (EpochMeter), the divergence error and the aux loss weight.
 
-An engine's loop (semseg.engines.mxnet.loop.Loop for MXNet, semseg.engines.torch.loop.TorchLoop) provides
-`train_epoch` and `evaluate`; `fit` drives either.
+An engine's loop (`Loop` in semseg.engines.mxnet.loop and semseg.engines.torch.loop, built alike:
+`Loop(net, trainer, devices, settings, exchange=None)`) provides `train_epoch` and `evaluate`; `fit` drives
+either.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from semseg.contract.config import Config
 from semseg.contract.errors import AlgorithmError
+from semseg.contract.options import DEFAULT_PIXEL_BUDGET
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.metrics import ConfusionMatrix
 
@@ -21,6 +26,33 @@ from semseg.fit.metrics import ConfusionMatrix
 # 1.5 x ln(num_classes) (< 9) and falls; this is a true-class probability of e^-1000 on average.
 DIVERGED_LOSS = 1000.0
 AUX_WEIGHT = 0.5  # the aux head's loss weight: the managed algorithm's (its log shows aux loss on, weight 0.5)
+
+
+@dataclass(frozen=True, eq=False)
+class LoopSettings:
+    """What an engine's loop needs of the job, the same for every engine."""
+
+    num_classes: int
+    crop_size: int
+    global_batch: int  # mini_batch_size: the batch of all devices, processes and hosts; gradients are divided by it
+    pixel_budget: int  # whole images above it are scored by windows (semseg.fit.sliding)
+    mixed_precision: bool = False  # precision_dtype=float16 (the engines' devices refuse it on the CPU)
+    class_weights: np.ndarray | None = None  # the loss's weight per class (semseg.fit.class_weights)
+    aux_weight: float = AUX_WEIGHT
+
+    @classmethod
+    def of(
+        cls, config: Config, pixel_budget: int = DEFAULT_PIXEL_BUDGET, class_weights: np.ndarray | None = None
+    ) -> LoopSettings:
+        """The settings of the job of `config` (SEMSEG_PIXEL_BUDGET: `pixel_budget`)."""
+        return cls(
+            config.num_classes,
+            config.crop_size,
+            config.mini_batch_size,
+            pixel_budget,
+            config.precision_dtype == "float16",
+            class_weights,
+        )
 
 
 class Diverged(AlgorithmError):
@@ -57,6 +89,39 @@ class NoHooks:
 
     def epoch_end(self, result: EpochResult, is_best: bool) -> None:
         pass
+
+
+class EpochMeter:
+    """The arithmetic of one epoch's progress points and result, for every engine: the samples of all `world`
+    processes, the speed between progress points, and this process's mean loss per sample since the last one.
+    The engine sums its losses on the device and reads them only where the meter asks (a sync point)."""
+
+    def __init__(self, hooks: Hooks, epoch: int, progress_every: int, world: int = 1) -> None:
+        self.hooks = hooks
+        self.epoch = epoch
+        self.progress_every = progress_every
+        self.world = world
+        self.samples = self.tick_samples = 0
+        self.tick_loss = 0.0
+        self.start = self.tick = time.perf_counter()
+
+    def count(self, iteration: int, batch: int) -> bool:
+        """`iteration` trained this process's `batch` samples; whether it is a progress point."""
+        self.samples += batch * self.world
+        return iteration % self.progress_every == 0
+
+    def progress(self, iteration: int, loss_sum: float, learning_rate: float) -> None:
+        """The progress point of `iteration`, from this process's loss summed since the epoch began."""
+        now = time.perf_counter()
+        done = self.samples - self.tick_samples
+        loss = (loss_sum - self.tick_loss) / max(done // self.world, 1)
+        self.hooks.progress(self.epoch, iteration, done / max(now - self.tick, 1e-9), learning_rate, loss)
+        self.tick, self.tick_samples, self.tick_loss = now, self.samples, loss_sum
+
+    def result(self, loss_sum: float) -> tuple[float, float]:
+        """(mean loss per sample, samples per second) of the epoch, from the loss summed over all processes."""
+        elapsed = time.perf_counter() - self.start
+        return loss_sum / max(self.samples, 1), self.samples / max(elapsed, 1e-9)
 
 
 @dataclass(frozen=True)

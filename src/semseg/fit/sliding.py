@@ -3,7 +3,8 @@ pixel budget, else overlapping `crop_size` windows (GluonCV's and mmsegmentation
 class probabilities are averaged where they overlap. Windows are taken one row at a time, and the rows that no
 later window covers are handed out at once, so the memory for a huge image grows with its width, not its area.
 
-Used by the server (serving.predictor) and by whole-image validation (both engines' `evaluate`). The engine
+Used by both engines' predictors (the server's, semseg.engines.mxnet.predict and semseg.engines.torch.predict)
+and by whole-image validation (both engines' `evaluate`). The engine
 supplies `score`: an HxWx3 uint8 image -> [C, H, W] float32 class probabilities, in one pass.
 """
 
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 WINDOW_STRIDE = 2 / 3  # of crop_size, as GluonCV's slide evaluation
-DEFAULT_PIXEL_BUDGET = 1_000_000  # about 1 GB of memory for a resnet-50 network on the CPU
 
 Score = Callable[[np.ndarray], np.ndarray]
 

@@ -10,21 +10,16 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from semseg.contract.options import MAX_PAYLOAD_MB
+from semseg.engines import Predictor
 from semseg.serving import codecs, tta
 from semseg.serving.codecs import BadRequest
 from semseg.serving.tta import PLAIN, Augmentation
 
-if TYPE_CHECKING:
-    from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
-    from semseg.engines.torch.serve import Predictor as TorchPredictor
-
-    Predictor = MXNetPredictor | TorchPredictor  # either engine's SlidingWindows with its num_classes
-
 log = logging.getLogger(__name__)
 
-MAX_PAYLOAD_MB = 6  # SageMaker's limit for a real-time request, and batch transform's default MaxPayloadInMB
 StartResponse = Callable[..., Any]
 CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"  # the WSGI name of tta.HEADER
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,76 +25,64 @@ from gunicorn.app.base import BaseApplication
 from semseg.contract.errors import ClientError
 from semseg.contract.job import JobPaths
 from semseg.contract.model_folder import ModelFolder, read_model_folder
-from semseg.contract.options import RunOptions, env_int
-from semseg.engines.gpus import Gpu, visible_gpus
-from semseg.engines.mxnet.devices import check_supported
+from semseg.contract.options import RunOptions, ServeOptions
+from semseg.engines import ENGINES, Engine, PredictorSettings, engine
+from semseg.engines.gpus import visible_gpus
 from semseg.serving import tta
-from semseg.serving.app import MAX_PAYLOAD_MB, App
-from semseg.serving.tta import PLAIN, Augmentation
+from semseg.serving.app import App
+from semseg.serving.tta import Augmentation
 from semseg.threads import recommended_threads
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8080
-DEFAULT_TIMEOUT_S = 60
 GRACEFUL_TIMEOUT_S = 30
-MAX_PAYLOAD_LIMIT_MB = 100  # batch transform's largest MaxPayloadInMB
-_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # batch transform's MaxPayloadInMB
-AUTOCAST_ENV = "SEMSEG_SERVE_AUTOCAST"
-AUTOCAST_TYPES = ("bfloat16", "float16")
-# One pass up to 1 Mpx: about 1 GB of CPU memory for ResNet-50 networks (a 12 Mpx pass took 10.9 GB).
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    port: int  # SAGEMAKER_BIND_TO_PORT
-    workers: int  # SAGEMAKER_MODEL_SERVER_WORKERS; default one per GPU, else one per physical core
-    timeout_s: int  # SAGEMAKER_MODEL_SERVER_TIMEOUT: a request running longer restarts its worker
+    """What the server runs with: the settings as given, completed from this host's devices."""
+
+    port: int
+    workers: int  # default one per GPU, else one per physical core
+    timeout_s: int  # a request running longer restarts its worker
     gpus: int
     threads_per_worker: int  # OpenMP threads of each worker on the CPU
-    pixel_budget: int  # SEMSEG_PIXEL_BUDGET: larger images are predicted window by window
-    max_payload_mb: int = MAX_PAYLOAD_MB  # SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB, <= 100)
-    max_concurrent_transforms: int = 1  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; default one per worker
-    augmentation: Augmentation = PLAIN  # SEMSEG_TTA: a request's test-time augmentation without custom attributes
-    engine: str = "mxnet"  # SEMSEG_ENGINE: whose network predicts
-    autocast: str | None = None  # SEMSEG_SERVE_AUTOCAST (torch): bfloat16 or float16; unset: float32
+    max_payload_mb: int
+    max_concurrent_transforms: int  # default one per worker
+    augmentation: Augmentation  # a request's test-time augmentation without custom attributes
+    engine: str  # whose network predicts
+    predictor: PredictorSettings
 
     @classmethod
-    def from_environ(
-        cls, environ: Mapping[str, str], gpus: int, cores: int, pixel_budget: int, engine: str = "mxnet"
-    ) -> ServeSettings:
-        workers = max(1, env_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", gpus or cores))
+    def of(cls, given: ServeOptions, gpus: int, cores: int, pixel_budget: int, served_by: Engine) -> ServeSettings:
+        workers = given.workers or gpus or cores
         return cls(
-            port=env_int(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
+            port=given.port,
             workers=workers,
-            timeout_s=max(1, env_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_S)),
+            timeout_s=given.timeout_s,
             gpus=gpus,
             threads_per_worker=max(1, cores // workers),
-            pixel_budget=pixel_budget,
-            max_payload_mb=min(
-                MAX_PAYLOAD_LIMIT_MB, max(1, env_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", MAX_PAYLOAD_MB))
-            ),
-            max_concurrent_transforms=max(1, env_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers)),
-            augmentation=_default_augmentation(environ),
-            engine=engine,
-            autocast=_autocast(environ, engine),
+            max_payload_mb=given.max_payload_mb,
+            max_concurrent_transforms=given.max_concurrent_transforms or workers,
+            augmentation=_default_augmentation(given.tta),
+            engine=served_by.name,
+            predictor=PredictorSettings(pixel_budget, _autocast(given.autocast, served_by)),
         )
 
 
-def _autocast(environ: Mapping[str, str], engine: str) -> str | None:
-    value = environ.get(AUTOCAST_ENV, "").strip().lower() or None
-    if value is None:
-        return None
-    if engine != "torch":
-        raise ClientError(f"{AUTOCAST_ENV}={value} is for SEMSEG_ENGINE=torch; the MXNet engine serves in float32.")
-    if value not in AUTOCAST_TYPES:
-        raise ClientError(f"{AUTOCAST_ENV}={value!r}: give bfloat16 or float16, or leave it unset (float32).")
+def _autocast(value: str | None, served_by: Engine) -> str | None:
+    if value is not None and not served_by.autocast:
+        others = [name for name in ENGINES if engine(name).autocast]
+        raise ClientError(
+            f"SEMSEG_SERVE_AUTOCAST={value} is for SEMSEG_ENGINE={' or '.join(others)}; the {served_by.label} "
+            "engine serves in float32."
+        )
     return value
 
 
-def _default_augmentation(environ: Mapping[str, str]) -> Augmentation:
+def _default_augmentation(text: str | None) -> Augmentation:
     try:
-        return tta.parse(environ.get(tta.ENV), where=f"Environment variable {tta.ENV}")
+        return tta.parse(text, where=f"Environment variable {tta.ENV}")
     except tta.BadAttributes as exc:
         raise ClientError(str(exc)) from None
 
@@ -108,41 +95,33 @@ class ServePlan:
     settings: ServeSettings
 
 
-def plan(paths: JobPaths, options: RunOptions, environ: Mapping[str, str]) -> ServePlan:
+def plan(paths: JobPaths, options: RunOptions, given: ServeOptions) -> ServePlan:
     """Check the model and the GPUs (no framework loads here); ClientError naming what is wrong."""
     folder = read_model_folder(paths.model_dir, f"the model folder {paths.model_dir}")
-    gpus: list[Gpu] = visible_gpus()
-    if options.engine == "torch":  # the Hopper image: PyTorch predicts, on every GPU it has (Hopper included)
-        log.info("SEMSEG_ENGINE=torch: serving with PyTorch on %s", f"{len(gpus)} GPU(s)" if gpus else "the CPU")
-    else:
-        check_supported(gpus)
-    settings = ServeSettings.from_environ(
-        environ, len(gpus), recommended_threads(), options.pixel_budget, options.engine
-    )
-    _check_loads(folder, options.engine)
+    served_by = engine(options.engine)
+    gpus = visible_gpus()
+    log.info("SEMSEG_ENGINE=%s: serving with %s on %s", served_by.name, served_by.label,
+             f"{len(gpus)} GPU(s)" if gpus else "the CPU")  # fmt: skip
+    served_by.check_gpus(gpus)
+    settings = ServeSettings.of(given, len(gpus), recommended_threads(), options.pixel_budget, served_by)
+    _check_loads(folder, served_by.name)
     return ServePlan(folder, settings)
 
 
-def _check_loads(folder: ModelFolder, engine: str) -> None:
+def _check_loads(folder: ModelFolder, engine_name: str) -> None:
     """ClientError unless the weights load into the network of hyperparams.json: tried in a child process, so
     that this one (which forks the workers) loads no framework; a bad file ends `serve` before any worker."""
     started = time.monotonic()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        problem = pool.submit(_check_model, folder, engine).result()
+        problem = pool.submit(_check_model, folder, engine_name).result()
     if problem:
         raise ClientError(problem)
     log.info("%s loads into its network (checked in %.1f s)", folder.weights, time.monotonic() - started)
 
 
-def _check_model(folder: ModelFolder, engine: str) -> str:
-    """In the child process: the engine's answer (its check_model)."""
-    if engine == "torch":
-        from semseg.engines.torch.serve import check_model as check_torch
-
-        return check_torch(folder)
-    from semseg.engines.mxnet.predict import check_model
-
-    return check_model(folder)
+def _check_model(folder: ModelFolder, engine_name: str) -> str:
+    """In the child process: the engine's answer."""
+    return engine(engine_name).check_model(folder)
 
 
 def run(served: ServePlan, threads: str) -> None:
@@ -154,7 +133,7 @@ def run(served: ServePlan, threads: str) -> None:
         folder.config.algorithm,
         folder.config.backbone,
         folder.config.num_classes,
-        "PyTorch" if settings.engine == "torch" else "MXNet",
+        engine(settings.engine).label,
         settings.port,
         settings.workers,
         f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {threads} thread(s) each",
@@ -192,15 +171,7 @@ class _Server(BaseApplication):
     def load(self) -> App:
         """In a worker: the model on this worker's device, ready to answer."""
         settings = self.settings
-        predictor: Any
-        if settings.engine == "torch":
-            from semseg.engines.torch.serve import load_predictor as load_torch
-
-            predictor = load_torch(self.folder, self.device, settings.pixel_budget, settings.autocast)
-        else:
-            from semseg.engines.mxnet.predict import load_predictor
-
-            predictor = load_predictor(self.folder, self.device, settings.pixel_budget)
+        predictor = engine(settings.engine).load_predictor(self.folder, self.device, settings.predictor)
         return App(predictor, settings.max_concurrent_transforms, settings.max_payload_mb, settings.augmentation)
 
     def _assign_device(self, server: Any, worker: Any) -> None:

@@ -1,5 +1,5 @@
-"""Test-time augmentation of the server's predictions, for any engine's predictor (a semseg.fit.sliding
-SlidingWindows: one pass within the pixel budget, else windows).
+"""Test-time augmentation of the server's predictions, for any engine's predictor (a semseg.engines
+Predictor: one pass within the pixel budget, else windows).
 
 Asked per request with SageMaker's custom attributes header (`X-Amzn-SageMaker-Custom-Attributes`, which
 real-time endpoints forward), `;`-separated, with defaults for every request from SEMSEG_TTA (batch transform
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from semseg.fit.sliding import SlidingWindows
+from semseg.engines import Predictor
 
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 ENV = "SEMSEG_TTA"
@@ -92,7 +92,7 @@ def _parse_scales(value: str, where: str) -> tuple[float, ...]:
     return scales
 
 
-def probabilities(predictor: SlidingWindows, image: np.ndarray, augmentation: Augmentation) -> np.ndarray:
+def probabilities(predictor: Predictor, image: np.ndarray, augmentation: Augmentation) -> np.ndarray:
     """[C, H, W] float32: the mean of the copies' class probabilities (the predictor's own when plain)."""
     if augmentation.plain:
         return predictor.probabilities(image)
@@ -113,7 +113,7 @@ def probabilities(predictor: SlidingWindows, image: np.ndarray, augmentation: Au
     return total / np.float32(copies)
 
 
-def classes(predictor: SlidingWindows, image: np.ndarray, augmentation: Augmentation) -> np.ndarray:
+def classes(predictor: Predictor, image: np.ndarray, augmentation: Augmentation) -> np.ndarray:
     """HxW uint8 class ids: the argmax of `probabilities`; a flip alone goes band by band (as the plain
     prediction does), so its memory stays that of the predictor's."""
     if augmentation.plain:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
-from semseg.engines.gpus import Gpu, check_precision, visible_gpus
+from semseg.engines.gpus import Gpu, check_precision, check_usable, devices_to_use, visible_gpus
 from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 if TYPE_CHECKING:  # MXNet loads only where devices are selected: the server's parent process never loads it
@@ -70,12 +70,14 @@ def mxnet_gpus() -> int:
         return 0
 
 
-def select_devices(config: Config, options: RunOptions) -> Devices:
-    """The training devices, after the guard."""
+def select_devices(config: Config, options: RunOptions, share: int | None = None) -> Devices:
+    """The training devices, after the guard: each needs an image of this host's `share` of mini_batch_size
+    (semseg.contract.cluster.Cluster.batch_share; all of it on one host)."""
     import mxnet as mx
 
+    share = config.mini_batch_size if share is None else share
     if options.cpu_devices:
-        contexts = [mx.cpu(i) for i in range(min(options.cpu_devices, config.mini_batch_size))]
+        contexts = [mx.cpu(i) for i in range(devices_to_use(options.cpu_devices, share, config.mini_batch_size))]
         log.info("Training data-parallel on %d CPU contexts (SEMSEG_CPU_DEVICES)", len(contexts))
         check_precision(config, on_gpu=False)
         return Devices(contexts, gpu=False)
@@ -88,26 +90,9 @@ def select_devices(config: Config, options: RunOptions) -> Devices:
             "the check of their compute capability", usable,
         )  # fmt: skip
         gpus = [Gpu(i, "(not listed by nvidia-smi)", None) for i in range(usable)]
-    if gpus and not usable:
-        message = (
-            f"The driver lists {len(gpus)} GPU(s) ({gpus[0].describe()}) but this image's MXNet cannot use them "
-            "(it is the CPU image, or the CUDA libraries do not load)."
-        )
-        if not options.allow_cpu:
-            raise ClientError(
-                f"{message} Use the GPU image on GPU instances, or set the environment variable "
-                "SEMSEG_ALLOW_CPU=true to train on the CPU anyway."
-            )
-        log.warning("%s Training on the CPU (SEMSEG_ALLOW_CPU)", message)
-    count = min(len(gpus), usable)
-    if count > config.mini_batch_size:
-        log.warning(
-            "mini_batch_size=%d is smaller than the %d GPUs: using %d of them",
-            config.mini_batch_size,
-            count,
-            config.mini_batch_size,
-        )
-        count = config.mini_batch_size
+    why = "it is the CPU image, or the CUDA libraries do not load"
+    check_usable(gpus, usable, "this image's MXNet", why, "the GPU image", options.allow_cpu)
+    count = devices_to_use(min(len(gpus), usable), share, config.mini_batch_size)
     log.info("Number of GPUs being used: %d", count)
     devices = Devices([mx.gpu(i) for i in range(count)], gpu=True) if count else Devices([mx.cpu()], gpu=False)
     check_precision(config, on_gpu=devices.gpu)

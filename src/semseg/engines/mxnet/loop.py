@@ -7,8 +7,8 @@ points), batches arrive as uint8 and are normalised on the device.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import mxnet as mx
 import numpy as np
@@ -16,51 +16,46 @@ from mxnet import autograd, gluon
 from mxnet.contrib import amp
 
 from semseg.data.labels import IGNORE
+from semseg.engines.mxnet.loss import SegmentationLoss
 from semseg.engines.mxnet.network import set_output_size
 from semseg.engines.mxnet.predict import Scorer, normalize
 from semseg.fit.class_weights import MIN_WEIGHT_SUM, pixel_weights
-from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
+from semseg.fit.loop import DIVERGED_LOSS, Diverged, EpochMeter, Hooks, LoopSettings
 from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
+from semseg.fit.sliding import SlidingWindows
+
+if TYPE_CHECKING:
+    from semseg.engines.mxnet.exchange import Exchange
 
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
 
 
 class Loop:
-    """The network, loss and trainer of one job on its devices."""
+    """The network, loss and trainer of one job on its devices (of this host: with several hosts, `exchange`
+    sums what the hosts must share, see semseg.engines.mxnet.exchange)."""
 
     def __init__(
         self,
         net: gluon.HybridBlock,
-        loss: gluon.HybridBlock,
         trainer: gluon.Trainer,
         contexts: Sequence[mx.Context],
-        num_classes: int,
-        crop_size: int,
-        mixed_precision: bool = False,
-        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-        global_batch: int | None = None,
-        class_weights: np.ndarray | None = None,
-        sum_hosts: Callable[[float], float] | None = None,
+        settings: LoopSettings,
+        exchange: Exchange | None = None,
     ) -> None:
-        """`global_batch`: the batch of all hosts together, when this host trains a share of it (the parameter
-        server sums the hosts' gradients); `sum_hosts` then sums a number over the hosts, once per iteration
-        for the batch's weighted count of labelled pixels, so the loss is normalised by the whole batch's."""
+        """Gradients are divided by `settings.global_batch` (the batch of all hosts; the parameter server sums the
+        hosts' gradients), and every iteration the batch's weighted count of labelled pixels is summed over the
+        hosts, so the loss is normalised by the whole batch's."""
         self.net = net
-        self.global_batch = global_batch
-        self.sum_hosts = sum_hosts
-        table = pixel_weights(num_classes, class_weights)
-        self.weights_cpu = mx.nd.array(table, ctx=mx.cpu())
-        self.weights = [mx.nd.array(table, ctx=ctx) for ctx in contexts]
-        self.pixel_budget = pixel_budget
-        self.mixed_precision = mixed_precision
-        self.loss = loss
         self.trainer = trainer
         self.contexts = list(contexts)
-        self.num_classes = num_classes
-        self.crop_size = crop_size
+        self.settings = settings
+        self.exchange = exchange
+        table = pixel_weights(settings.num_classes, settings.class_weights)
+        self.weights_cpu = mx.nd.array(table, ctx=mx.cpu())
+        self.weights = [mx.nd.array(table, ctx=ctx) for ctx in contexts]
+        self.loss = SegmentationLoss(settings.aux_weight, IGNORE)
         net.hybridize(**HYBRIDIZE)
-        loss.hybridize(**HYBRIDIZE)
+        self.loss.hybridize(**HYBRIDIZE)
 
     def train_epoch(
         self,
@@ -70,18 +65,14 @@ class Loop:
         progress_every: int,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> tuple[float, float] | None:
-        """One pass over `batches`: (mean loss per sample, samples per second), or None when stopped.
+        """One pass over `batches`: (mean loss per sample of this host, samples per second), or None when stopped.
 
         Divergence is tracked on the device (the first iteration whose loss is not finite) and read at
         the progress points and at the end, so the hot path never waits for the host.
         """
         totals = [mx.nd.zeros((1,), ctx=ctx) for ctx in self.contexts]
         first_bad = [mx.nd.full((1,), -1, ctx=ctx) for ctx in self.contexts]
-        samples = 0
-        start = tick = time.perf_counter()
-        tick_samples = 0
-        tick_loss = 0.0
-        iteration = 0
+        meter = EpochMeter(hooks, epoch, progress_every)
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
                 return None
@@ -92,21 +83,13 @@ class Loop:
                 exploded = mx.nd.logical_or(mx.nd.contrib.isfinite(batch_loss) == 0, loss.max() > DIVERGED_LOSS)
                 bad = mx.nd.logical_and(first_bad[i] < 0, exploded)
                 first_bad[i] = mx.nd.where(bad, mx.nd.full((1,), iteration, ctx=batch_loss.context), first_bad[i])
-            samples += images.shape[0]
-            if iteration % progress_every == 0:
-                self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
-                now = time.perf_counter()
-                speed = (samples - tick_samples) / max(now - tick, 1e-9)
-                loss_sum = sum(total.asscalar() for total in totals)
-                loss = (loss_sum - tick_loss) / max(samples - tick_samples, 1)
-                hooks.progress(epoch, iteration, speed, self.trainer.learning_rate, float(loss))
-                tick, tick_samples, tick_loss = now, samples, loss_sum
+            if meter.count(iteration, images.shape[0]):
+                self._check_finite(first_bad, epoch)  # a sync point: the speed is real
+                meter.progress(iteration, sum(total.asscalar() for total in totals), self.learning_rate)
         if should_stop():  # a stream ends its epoch early when told to stop
             return None
         self._check_finite(first_bad, epoch)
-        loss_sum = sum(total.asscalar() for total in totals)
-        elapsed = time.perf_counter() - start
-        return loss_sum / max(samples, 1), samples / max(elapsed, 1e-9)
+        return meter.result(sum(total.asscalar() for total in totals))
 
     @property
     def learning_rate(self) -> float:
@@ -119,8 +102,8 @@ class Loop:
         loss.py), so the summed gradient is that of the whole batch, however it was split over devices and hosts.
         """
         count = mx.nd.sum(mx.nd.take(self.weights_cpu, masks.astype("float32")))  # masks are on the CPU
-        if self.sum_hosts is not None:
-            count = mx.nd.array([self.sum_hosts(float(count.asscalar()))])
+        if self.exchange is not None:
+            count = mx.nd.array(self.exchange.allreduce("pixels", count.asnumpy()))
         scale = 1.0 / mx.nd.maximum(count, MIN_WEIGHT_SUM).reshape((1,))
         xs = gluon.utils.split_and_load(images, self.contexts, even_split=False)
         ys = gluon.utils.split_and_load(masks, self.contexts, even_split=False)
@@ -133,12 +116,12 @@ class Loop:
                 for x, y, s, w in zip(xs, ys, scales, self.weights)
             ]
             objectives = [objective for objective, _ in outputs]
-            if self.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
+            if self.settings.mixed_precision:  # dynamic loss scaling (mxnet.contrib.amp), GPUs only
                 with amp.scale_loss(objectives, self.trainer) as scaled:
                     autograd.backward(scaled)
-        if not self.mixed_precision:
+        if not self.settings.mixed_precision:
             autograd.backward(objectives)
-        self.trainer.step(self.global_batch or images.shape[0])
+        self.trainer.step(self.settings.global_batch)
         return [per_sample for _, per_sample in outputs]
 
     @staticmethod
@@ -148,15 +131,15 @@ class Loop:
             raise Diverged(epoch, min(b for b in bad if b >= 0))
 
     def evaluate(self, batches: Iterable[tuple[mx.nd.NDArray, mx.nd.NDArray]], whole_images: bool) -> ConfusionMatrix:
-        """Confusion matrix over all validation batches, accumulated on the devices and read once.
+        """Confusion matrix over all validation batches (of every host), accumulated on the devices and read once.
 
         Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place);
         one above the pixel budget goes by sliding windows (semseg.fit.sliding), as the server predicts it.
         """
-        classes = self.num_classes
+        classes = self.settings.num_classes
         counts = [mx.nd.zeros((classes * classes,), ctx=ctx, dtype="int64") for ctx in self.contexts]
         matrix = ConfusionMatrix(classes)
-        windows = SlidingWindows(Scorer(self.net, self.contexts[0]), self.crop_size, self.pixel_budget)
+        windows = self._windows(self.contexts[0])
         if whole_images:
             self.net.hybridize(active=False)
         try:
@@ -179,23 +162,34 @@ class Loop:
                     counts[i] += histogram
         finally:
             if whole_images:
-                set_output_size(self.net, self.crop_size, self.crop_size)
-                self.net.hybridize(**HYBRIDIZE)
+                self._traced()
         for count in counts:
             matrix.add_counts(count.asnumpy())
-        return matrix
+        if self.exchange is None:
+            return matrix
+        total = ConfusionMatrix(classes)
+        total.add_counts(self.exchange.sum_counts("confusion", matrix.matrix.reshape(-1)))
+        return total
 
     def classes(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Class ids of a few images on the first device: crops of the training size through the traced network,
         other sizes imperatively (by windows above the pixel budget), as `evaluate` scores them."""
         ctx = self.contexts[0]
-        if all(image.shape[:2] == (self.crop_size, self.crop_size) for image in images):
+        crop = self.settings.crop_size
+        if all(image.shape[:2] == (crop, crop) for image in images):
             batch = mx.nd.array(np.stack(images), ctx=ctx, dtype="uint8")
             return list(self.net(normalize(batch))[0].argmax(axis=1).asnumpy().astype(np.uint8))
-        windows = SlidingWindows(Scorer(self.net, ctx), self.crop_size, self.pixel_budget)
+        windows = self._windows(ctx)
         self.net.hybridize(active=False)
         try:
             return [windows.classes(image) for image in images]
         finally:
-            set_output_size(self.net, self.crop_size, self.crop_size)
-            self.net.hybridize(**HYBRIDIZE)
+            self._traced()
+
+    def _windows(self, ctx: mx.Context) -> SlidingWindows:
+        return SlidingWindows(Scorer(self.net, ctx), self.settings.crop_size, self.settings.pixel_budget)
+
+    def _traced(self) -> None:
+        """Back to the training graph after imperative passes at other sizes."""
+        set_output_size(self.net, self.settings.crop_size, self.settings.crop_size)
+        self.net.hybridize(**HYBRIDIZE)

@@ -22,13 +22,12 @@ from mxnet.gluon import HybridBlock
 from semseg.contract.config import OUTPUT_STRIDE, Config
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
-from semseg.engines.mxnet.gluoncv_import import FCN, DeepLabV3, PSPNet, short_hash
+from semseg.engines.mxnet.gluoncv_import import FCN, DeepLabV3, PSPNet
+from semseg.engines.weights import BACKBONE_PARTS, GLUONCV_BACKBONES, backbone_weights_file
 
 log = logging.getLogger(__name__)
 
 MODEL_CLASSES = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
-BACKBONES = {"resnet-50": "resnet50", "resnet-101": "resnet101"}
-BACKBONE_PARTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 DEFAULT_BASE_SIZE = 520  # GluonCV's; only stored on the model, not used by its forward pass
 
 
@@ -48,7 +47,7 @@ def build_model(
     with contextlib.redirect_stdout(io.StringIO()):  # PSPNet's constructor prints its crop size
         net = MODEL_CLASSES[config.algorithm](
             config.num_classes,
-            backbone=BACKBONES[config.backbone],
+            backbone=GLUONCV_BACKBONES[config.backbone],
             aux=aux,
             pretrained_base=False,
             crop_size=config.crop_size,
@@ -73,24 +72,6 @@ def _norm(config: Config, contexts: Sequence[mx.Context]) -> tuple[type, dict[st
         log.warning("syncbn=True: SyncBatchNorm runs on GPUs only; %d CPU contexts use BatchNorm", len(contexts))
         return mx.gluon.nn.BatchNorm, None
     return mx.gluon.contrib.nn.SyncBatchNorm, {"num_devices": len(contexts)}
-
-
-def backbone_weights_file(backbone: str, root: Path) -> Path:
-    """GluonCV's file for the ImageNet weights of `backbone`; ClientError that says how to fix a miss."""
-    name = f"{BACKBONES[backbone]}_v1s"
-    expected = root / f"{name}-{short_hash(name)}.params"
-    if expected.is_file():
-        return expected
-    others = sorted(root.glob(f"{name}*.params")) if root.is_dir() else []
-    if others:
-        log.warning("Using %s for %s (expected the file name %s)", others[0], name, expected.name)
-        return others[0]
-    raise ClientError(
-        f"use_pretrained_model=True needs the ImageNet weights of the {backbone} backbone, but {expected} "
-        f"is missing (looked in {root}, which is $MXNET_HOME/models). This image never downloads at train "
-        "time: either set use_pretrained_model=False to train the backbone from scratch, or build the image "
-        "with the weights baked in (see the README, 'Pretrained weights')."
-    )
 
 
 def load_backbone(net: HybridBlock, path: Path, contexts: Sequence[mx.Context]) -> None:

@@ -1,4 +1,4 @@
-"""Optimizer and per-iteration learning-rate schedule from the configuration.
+"""The job's trainer: the configuration's optimizer and per-iteration learning-rate schedule (gluon.Trainer).
 
 The schedule counts optimizer updates (iterations), not epochs: iterations per epoch come from
 Config.iterations_per_epoch (the last partial batch is dropped), as in the managed algorithm.
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import mxnet as mx
+from mxnet import gluon
+from mxnet.contrib import amp
 
 from semseg.contract.config import Config
 from semseg.fit.schedule import POLY_POWER
@@ -42,3 +44,19 @@ def optimizer_params(config: Config) -> dict[str, Any]:
     if config.precision_dtype == "float16":
         params["multi_precision"] = True
     return params
+
+
+def trainer_for(net: gluon.Block, config: Config, kvstore: Any = None) -> gluon.Trainer:
+    """The trainer of `net` (float16: with AMP's loss scaling). With a parameter server's `kvstore` (several hosts)
+    the servers sum the gradients and every host applies the update itself (its optimizer state is its own,
+    checkpointable copy); else the gradients of the host's devices are summed on them."""
+    trainer = gluon.Trainer(
+        net.collect_params(),
+        config.optimizer,
+        optimizer_params(config),
+        kvstore=kvstore or "device",
+        update_on_kvstore=False if kvstore else None,
+    )
+    if config.precision_dtype == "float16":
+        amp.init_trainer(trainer)  # dynamic loss scaling (amp.init() preceded the network)
+    return trainer

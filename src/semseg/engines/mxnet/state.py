@@ -16,7 +16,7 @@ from semseg.engines.mxnet.network import load_weights
 from semseg.engines.mxnet.optim import lr_scheduler
 
 
-class MXNetState:
+class State:
     engine = "mxnet"
     files = ("model.params", "trainer.states")
     best_file = "best.params"

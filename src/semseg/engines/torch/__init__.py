@@ -1,4 +1,49 @@
 """The PyTorch engine (`SEMSEG_ENGINE=torch`): GluonCV's networks and MXNet's update rules in PyTorch, for the
 GPUs MXNet 1.9.1 has no code for (compute capability 9.0+). Nothing in this package imports MXNet: GluonCV files
 are read and written through the MXNet engine's own functions (`files`, loaded lazily), the one bridge, one way.
+Its record for the registry (semseg.engines) is below; importing this package loads no PyTorch.
 """
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from semseg.engines.record import Engine, Predictor, PredictorSettings
+
+if TYPE_CHECKING:
+    from semseg.contract.config import Config
+    from semseg.contract.job import Job
+    from semseg.contract.model_folder import ModelFolder
+    from semseg.contract.options import RunOptions
+    from semseg.contract.signals import StopFlag
+    from semseg.engines.gpus import Gpu
+    from semseg.fit.loop import FitResult
+
+log = logging.getLogger(__name__)
+
+
+def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
+    from semseg.engines.torch.job import train_job
+
+    return train_job(job, config, options, stop)
+
+
+def check_model(folder: ModelFolder) -> str:
+    from semseg.engines.torch.predict import check_model as check
+
+    return check(folder)
+
+
+def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings) -> Predictor:
+    from semseg.engines.torch.predict import load_predictor as load
+
+    return load(folder, device, settings.pixel_budget, settings.autocast)
+
+
+def check_gpus(gpus: Sequence[Gpu]) -> None:
+    """PyTorch predicts on every GPU it has code for (its own check runs in each worker)."""
+
+
+ENGINE = Engine("torch", "PyTorch", train, check_model, load_predictor, check_gpus, autocast=True)

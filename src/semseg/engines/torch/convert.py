@@ -1,6 +1,6 @@
 """Gluon parameter names <-> the PyTorch networks' state_dict keys, on numpy arrays (no MXNet here).
 
-The module trees have the same attribute paths (models.py), so only BatchNorm's names differ:
+The module trees have the same attribute paths (semseg.engines.torch.network), so only BatchNorm's names differ:
 Gluon `gamma`/`beta` are PyTorch `weight`/`bias`; `running_mean`/`running_var` are shared; PyTorch's
 `num_batches_tracked` has no Gluon twin (it only matters for momentum=None, which we never use).
 """

@@ -11,7 +11,7 @@ import torch
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
-from semseg.engines.gpus import check_precision, visible_gpus
+from semseg.engines.gpus import check_precision, check_usable, devices_to_use, visible_gpus
 from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 log = logging.getLogger(__name__)
@@ -42,43 +42,25 @@ class Place:
     local_world: int = 1
 
 
-def plan_devices(config: Config, options: RunOptions, hosts: int = 1) -> Plan:
+def plan_devices(config: Config, options: RunOptions, share: int | None = None, hosts: int = 1) -> Plan:
     """One process per GPU (or per SEMSEG_CPU_DEVICES slot, or one) on each of `hosts`, each with at least one
-    image of `mini_batch_size` (the batch of all processes of all hosts)."""
-    if config.mini_batch_size < hosts:
-        raise ClientError(
-            f"mini_batch_size={config.mini_batch_size} is the batch of all {hosts} hosts together; "
-            "give it at least one image per host."
-        )
-    per_host = config.mini_batch_size // hosts
-    plan = _plan_host(config, options, per_host)
-    return Plan(plan.kind, plan.processes, hosts)
-
-
-def _plan_host(config: Config, options: RunOptions, images: int) -> Plan:
+    image of the host's `share` of mini_batch_size (semseg.contract.cluster.Cluster.batch_share)."""
+    share = config.mini_batch_size if share is None else share
     if options.cpu_devices:
-        processes = min(options.cpu_devices, images)
+        processes = devices_to_use(options.cpu_devices, share, config.mini_batch_size)
         log.info("Training data-parallel in %d CPU processes (SEMSEG_CPU_DEVICES)", processes)
         check_precision(config, on_gpu=False)
-        return Plan("cpu", processes)
+        return Plan("cpu", processes, hosts)
     usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if usable:
         _check_arch()
-        count = min(usable, images)
-        if count < usable:
-            log.warning("mini_batch_size=%d leaves %d images a host for its %d GPUs: using %d of them",
-                        config.mini_batch_size, images, usable, count)  # fmt: skip
+        count = devices_to_use(usable, share, config.mini_batch_size)
         log.info("Number of GPUs being used: %d (%s)", count, torch.cuda.get_device_name(0))
-        return Plan("cuda", count)
-    gpus = visible_gpus()
-    if gpus and not options.allow_cpu:
-        raise ClientError(
-            f"The driver lists {len(gpus)} GPU(s) ({gpus[0].describe()}) but PyTorch cannot use them (torch "
-            f"{torch.__version__}, CUDA {torch.version.cuda}). Use the Hopper image on GPU instances, or set "
-            "SEMSEG_ALLOW_CPU=true to train on the CPU anyway."
-        )
+        return Plan("cuda", count, hosts)
+    why = f"torch {torch.__version__}, CUDA {torch.version.cuda}"
+    check_usable(visible_gpus(), 0, "PyTorch", why, "the Hopper image", options.allow_cpu)
     check_precision(config, on_gpu=False)
-    return Plan("cpu", 1)
+    return Plan("cpu", 1, hosts)
 
 
 def _check_arch() -> None:

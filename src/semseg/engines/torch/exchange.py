@@ -16,7 +16,7 @@ from semseg.distributed.agree import Agreement
 from semseg.engines.torch.devices import Place
 
 
-class TorchExchange(Agreement):
+class Exchange(Agreement):
     """Collectives of every process of the job; each process calls them alike, in the same order."""
 
     def __init__(
@@ -32,7 +32,7 @@ class TorchExchange(Agreement):
         self.host_group = host_group  # gloo, this host's processes (a Pipe-mode channel's readers)
 
     def scatter_on_host(self, parts: list[Any] | None) -> Any:
-        """The host's first process hands each of its processes its part of `parts` (semseg.data.fed)."""
+        """The host's first process hands each of its processes its part of `parts` (semseg.data.shared_fifo)."""
         received: list[Any] = [None]
         first = self.place.rank - self.place.local_rank
         mine = parts if self.place.local_rank == 0 else None

@@ -21,13 +21,14 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.torch.convert import from_gluon, gluon_names, to_gluon
+from semseg.engines.weights import BACKBONE_PARTS, backbone_weights_file
 
 log = logging.getLogger(__name__)
 
 
 def _mxnet_files() -> ModuleType:
     """The MXNet engine's file functions (MXNet loads here, on first use: the loop never needs it)."""
-    from semseg.engines.mxnet import files
+    import semseg.engines.mxnet.files as files
 
     return files
 
@@ -44,8 +45,6 @@ def export(config: Config, params: Path, model_dir: Path) -> None:
 
 def load_backbone(net: nn.Module, config: Config, weights_root: Path) -> None:
     """GluonCV's ImageNet weights into the backbone part of `net` (the same file the MXNet engine reads)."""
-    from semseg.engines.mxnet.network import BACKBONE_PARTS, backbone_weights_file  # no MXNet work: names
-
     path = backbone_weights_file(config.backbone, weights_root)
     saved = _mxnet_files().read_arrays(path, "Pretrained weight file")
     wanted = [g for g in gluon_names(net).values() if g.startswith(BACKBONE_PARTS)]

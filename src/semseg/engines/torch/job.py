@@ -14,10 +14,10 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+import semseg.engines.torch.files as files
 from semseg.contract.config import Config
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
@@ -25,30 +25,29 @@ from semseg.contract.seed_model import find_seed_model
 from semseg.contract.signals import StopFlag, StopSignal
 from semseg.data.pipeline import build_loaders
 from semseg.distributed.stop import CollectiveStop, every_part
-from semseg.engines.torch import files
 from semseg.engines.torch.devices import Place, configure_cuda, device_memory, plan_devices
-from semseg.engines.torch.exchange import TorchExchange
+from semseg.engines.torch.exchange import Exchange
 from semseg.engines.torch.hosts import rendezvous, set_network_env
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import torch_loader
-from semseg.engines.torch.loop import TorchLoop
+from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
-from semseg.engines.torch.optim import MXNetOptimizer
+from semseg.engines.torch.optim import trainer_for
 from semseg.engines.torch.predict import Precision
-from semseg.engines.torch.state import TorchState
+from semseg.engines.torch.state import State
 from semseg.fit.class_weights import class_weights
 from semseg.fit.job import Alone, Session, run_job, seed_everything
-from semseg.fit.loop import AUX_WEIGHT, FitResult
+from semseg.fit.loop import FitResult, LoopSettings
 from semseg.fit.memory import check_fits
-from semseg.fit.schedule import Schedule
-from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
 
 log = logging.getLogger(__name__)
 
 
-def train_torch(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
+def train_job(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
+    """The whole job on this host: in this process on one device, else in one process per device."""
     cluster = job.cluster
-    plan = plan_devices(config, options, cluster.size)  # the GPU checks, before any data or model work
+    share = cluster.batch_share(config.mini_batch_size)
+    plan = plan_devices(config, options, share, cluster.size)  # the GPU checks, before any data or model work
     where = f"{plan.processes} GPU process(es)" if plan.kind == "cuda" else f"{plan.processes} CPU process(es)"
     hosts = f" on each of {cluster.size} hosts" if cluster.distributed else ""
     log.info("Engine: PyTorch %s, on %s%s", torch.__version__, where, hosts)
@@ -74,7 +73,7 @@ def train_process(
     stop: StopSignal,
     device: torch.device,
     place: Place | None = None,
-    exchange: TorchExchange | None = None,
+    exchange: Exchange | None = None,
 ) -> FitResult:
     """The whole job in this process (or its share of it: process `place`, DDP set up by the caller, which
     hands over the `exchange` of all processes)."""
@@ -102,12 +101,12 @@ def train_process(
     )  # fmt: skip
     net = network(job, config, options.weights_root)
     model = _on_device(net, config, device, place.world)
-    loop = make_loop(net, config, device, model=model, pixel_budget=options.pixel_budget, class_weights=weights)
+    loop = Loop(model, trainer_for(net, config), device, LoopSettings.of(config, options.pixel_budget, weights))
     precision = loop.precision
     if precision.autocast is not None:
         log.info("Mixed precision: autocast to %s, float32 weights%s", precision.autocast, _scaler_note(precision))
     session = Session(
-        loop, TorchState(net, loop, config), loaders, _seed_torch, exchange=exchange or Alone(), leader=leader,
+        loop, State(net, loop, config), loaders, _seed_torch, exchange=exchange or Alone(), leader=leader,
         report=report,
     )  # fmt: skip
     return run_job(job, config, options, stop, session)
@@ -118,7 +117,7 @@ def _on_device(net: SegmentationNet, config: Config, device: torch.device, proce
     on_gpu = device.type == "cuda"
     net.to(device)
     if on_gpu:
-        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as benchmarks/gpu.py measures
+        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as benchmarks/gpu_torch.py measures
     model: nn.Module = net
     if processes > 1:
         if config.syncbn:
@@ -147,43 +146,3 @@ def network(job: Job, config: Config, weights_root: Path) -> SegmentationNet:
     elif config.use_pretrained_model:
         files.load_backbone(net, config, weights_root)
     return net
-
-
-def make_loop(
-    net: SegmentationNet,
-    config: Config,
-    device: torch.device,
-    *,
-    model: nn.Module | None = None,
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-    class_weights: np.ndarray | None = None,
-) -> TorchLoop:
-    """The job's loop for `net` on `device` (trained through `model`, its DDP wrapper, when given): the
-    configuration's optimizer, schedule, batch and precision; channels-last on GPUs."""
-    return TorchLoop(
-        model or net,
-        optimizer_for(net, config),
-        Schedule(config),
-        device,
-        config.num_classes,
-        global_batch=config.mini_batch_size,
-        aux_weight=AUX_WEIGHT,
-        precision=Precision.for_device(device, config.precision_dtype == "float16"),
-        channels_last=device.type == "cuda",
-        pixel_budget=pixel_budget,
-        crop_size=config.crop_size,
-        class_weights=class_weights,
-    )
-
-
-def optimizer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
-    momentum = config.momentum if config.uses_momentum else 0.0
-    return MXNetOptimizer(
-        net.param_groups(config.learning_rate),
-        config.optimizer,
-        lr=config.learning_rate,
-        wd=config.weight_decay,
-        momentum=momentum,
-        gamma1=config.gamma1,
-        gamma2=config.gamma2,
-    )

@@ -46,7 +46,7 @@ from semseg.contract.signals import StopFlag, StopSignal
 from semseg.distributed.peers import PeerWatch
 from semseg.distributed.stop import CollectiveStop
 from semseg.engines.torch.devices import Place, Plan
-from semseg.engines.torch.exchange import TorchExchange
+from semseg.engines.torch.exchange import Exchange
 from semseg.engines.torch.hosts import Rendezvous, peer_may_have_failed, wait_for_the_watch, watch_peers
 from semseg.fit.loop import FitResult
 from semseg.logs import setup_logging
@@ -54,7 +54,7 @@ from semseg.logs import setup_logging
 log = logging.getLogger(__name__)
 
 # train_process(job, config, options, stop, device, place, exchange)
-Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Place, TorchExchange], FitResult]
+Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Place, Exchange], FitResult]
 POLL_SECONDS = 0.2
 RENDEZVOUS_TIMEOUT_S = 900  # the other hosts may start minutes later (SageMaker's containers wait 15 minutes)
 RUN_ID = "semseg"  # the same on every host: the prefix of the rendezvous' keys in the master's store
@@ -255,7 +255,7 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
         host_group = None
         if job.pipes:  # the host's first process reads its FIFOs for all of them
             host_group, _ = dist.new_subgroups(plan.processes, backend="gloo")
-        exchange = TorchExchange(place, job.cluster.hosts, group, host_group)
+        exchange = Exchange(place, job.cluster.hosts, group, host_group)
         stop = CollectiveStop(local_stop, exchange.allreduce)
         outcome = _run(target, (job, config, options, stop, device, place, exchange))
         if outcome.kind in ("", "Stopped"):
@@ -268,7 +268,7 @@ def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: T
     dist.destroy_process_group()
 
 
-def _last_barrier(exchange: TorchExchange, outcome: Outcome) -> Outcome:
+def _last_barrier(exchange: Exchange, outcome: Outcome) -> Outcome:
     """Every process (of every host) has ended its part, the first one's artifacts written: now they may part."""
     try:
         exchange.drain()

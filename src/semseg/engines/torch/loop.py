@@ -8,7 +8,6 @@ channels-last layout falls out of that for free (NHWC permuted to NCHW is channe
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -19,52 +18,34 @@ from torch import nn
 from semseg.data.labels import IGNORE
 from semseg.engines.torch.loss import SegmentationLoss
 from semseg.engines.torch.optim import MXNetOptimizer
-from semseg.engines.torch.predict import FLOAT32, Inputs, Precision, Scorer
-from semseg.fit.loop import DIVERGED_LOSS, Diverged, Hooks
+from semseg.engines.torch.predict import Inputs, Precision, Scorer
+from semseg.fit.loop import DIVERGED_LOSS, Diverged, EpochMeter, Hooks, LoopSettings
 from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET, SlidingWindows
+from semseg.fit.sliding import SlidingWindows
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class TorchLoop:
-    """The network (maybe DDP-wrapped), loss and optimizer of one process on its device."""
+class Loop:
+    """The network (maybe DDP-wrapped), loss and optimizer of one process on its device; the processes of a job
+    exchange through torch.distributed's default group (DDP's gradients, the loss, the validation counts)."""
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: MXNetOptimizer,
-        schedule: Callable[[int], float],
-        device: torch.device,
-        num_classes: int,
-        *,
-        global_batch: int,
-        aux_weight: float,
-        precision: Precision = FLOAT32,
-        channels_last: bool = False,
-        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-        crop_size: int = 0,
-        class_weights: np.ndarray | None = None,
-    ) -> None:
+    def __init__(self, net: nn.Module, optimizer: MXNetOptimizer, device: torch.device, settings: LoopSettings) -> None:
+        """Channels-last and mixed precision (bf16, else fp16 with a scaler) on GPUs; gradients are divided by
+        `settings.global_batch`, as gluon.Trainer.step(batch_size) does."""
         self.net = net
-        self.pixel_budget = pixel_budget
-        self.crop_size = crop_size
         self.optimizer = optimizer
-        self.schedule = schedule
         self.device = device
-        self.num_classes = num_classes
-        self.global_batch = global_batch
-        self.aux_weight = aux_weight
-        self.precision = precision
-        self.channels_last = channels_last
-        self.scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
-        self.normalize = Inputs(device, channels_last)
+        self.settings = settings
+        self.precision = Precision.for_device(device, settings.mixed_precision)
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision.needs_scaler else None
+        self.normalize = Inputs(device, channels_last=device.type == "cuda")
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.loss = SegmentationLoss(num_classes, aux_weight, device, class_weights)
+        self.loss = SegmentationLoss(settings.num_classes, settings.aux_weight, device, settings.class_weights)
 
     @property
     def learning_rate(self) -> float:
-        return self.schedule(max(1, self.optimizer.updates))
+        return self.optimizer.schedule(max(1, self.optimizer.updates))
 
     def step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One optimizer update; the per-sample mean pixel losses (detached, on the device).
@@ -73,8 +54,8 @@ class TorchLoop:
         (loss.py), as MXNet's loss.py on any split. Gradients are rescaled by 1 / global batch size, as
         gluon.Trainer.step(batch_size) does.
         """
-        self.optimizer.set_lr(self.schedule(self.optimizer.updates + 1))
-        self.optimizer.rescale_grad = 1.0 / self.global_batch
+        self.optimizer.set_lr(self.optimizer.schedule(self.optimizer.updates + 1))
+        self.optimizer.rescale_grad = 1.0 / self.settings.global_batch
         x = self.normalize(images)
         labels = masks.to(self.device, non_blocking=True).long()
         with self.precision.autocast_on(self.device):
@@ -103,9 +84,7 @@ class TorchLoop:
         self.net.train()
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
-        samples = tick_samples = 0
-        tick_loss = 0.0
-        start = tick = time.perf_counter()
+        meter = EpochMeter(hooks, epoch, progress_every, self.world)
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
                 return None
@@ -113,22 +92,15 @@ class TorchLoop:
             total += losses.sum()
             exploded = ~torch.isfinite(losses).all() | (losses.max() > DIVERGED_LOSS)
             first_bad = torch.where((first_bad < 0) & exploded, iteration, first_bad)
-            samples += images.shape[0] * self.world
-            if iteration % progress_every == 0:
-                self._check_finite(first_bad, epoch)  # a sync point: the speed below is real
-                now = time.perf_counter()
-                loss_sum = float(total.item())  # this process's: no collective here
-                loss = (loss_sum - tick_loss) / max((samples - tick_samples) // self.world, 1)
-                speed = (samples - tick_samples) / max(now - tick, 1e-9)
-                hooks.progress(epoch, iteration, speed, self.learning_rate, loss)
-                tick, tick_samples, tick_loss = now, samples, loss_sum
+            if meter.count(iteration, images.shape[0]):
+                self._check_finite(first_bad, epoch)  # a sync point: the speed is real
+                meter.progress(iteration, float(total.item()), self.learning_rate)  # this process's loss
         if should_stop():  # a stream ends its epoch early when told to stop
             return None
         self._check_finite(first_bad, epoch)
-        elapsed = time.perf_counter() - start
         if self.world > 1:
             dist.all_reduce(total)
-        return float(total.item()) / max(samples, 1), samples / max(elapsed, 1e-9)
+        return meter.result(float(total.item()))
 
     def _check_finite(self, first_bad: torch.Tensor, epoch: int) -> None:
         bad = first_bad.clone()
@@ -154,12 +126,12 @@ class TorchLoop:
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)
         self.net.eval()
-        classes = self.num_classes
+        classes = self.settings.num_classes
         counts = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
-        windows = SlidingWindows(Scorer(net, self.normalize, self.precision), self.crop_size, self.pixel_budget)
+        windows = self._windows(net)
         try:
             for images, masks in batches:
-                if whole_images and self.crop_size and not windows.fits(images.shape[1], images.shape[2]):
+                if whole_images and not windows.fits(images.shape[1], images.shape[2]):
                     predicted = [torch.from_numpy(windows.classes(image.numpy())) for image in images]
                     prediction = torch.stack(predicted).to(self.device).long()
                 else:
@@ -183,10 +155,11 @@ class TorchLoop:
         net = getattr(self.net, "module", self.net)
         net.eval()
         try:
-            score = Scorer(net, self.normalize, self.precision)
-            if not self.crop_size:
-                return [score(image).argmax(axis=0).astype(np.uint8) for image in images]
-            windows = SlidingWindows(score, self.crop_size, self.pixel_budget)
+            windows = self._windows(net)
             return [windows.classes(image) for image in images]
         finally:
             self.net.train()
+
+    def _windows(self, net: nn.Module) -> SlidingWindows:
+        scorer = Scorer(net, self.normalize, self.precision)
+        return SlidingWindows(scorer, self.settings.crop_size, self.settings.pixel_budget)

@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
-from semseg.contract.config import OPTIMIZERS
+from semseg.contract.config import OPTIMIZERS, Config
+from semseg.engines.torch.network import SegmentationNet
+from semseg.fit.schedule import Schedule
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -40,7 +42,8 @@ _STATE = {
 
 
 class MXNetOptimizer(torch.optim.Optimizer):
-    """One of MXNet's optimizers; set `rescale_grad` and the learning rate (`set_lr`) before each `step`."""
+    """One of MXNet's optimizers, with its learning-rate `schedule` (update number -> rate; as gluon.Trainer's
+    optimizer holds its scheduler): set `rescale_grad` and the learning rate (`set_lr`) before each `step`."""
 
     def __init__(
         self,
@@ -52,6 +55,7 @@ class MXNetOptimizer(torch.optim.Optimizer):
         momentum: float = 0.0,
         gamma1: float = 0.9,
         gamma2: float = 0.9,
+        schedule: Callable[[int], float] | None = None,
     ) -> None:
         if kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {kind!r}")
@@ -60,6 +64,7 @@ class MXNetOptimizer(torch.optim.Optimizer):
         self.kind = kind
         self.rescale_grad = 1.0
         self.updates = 0  # MXNet's num_update: the schedule's input and Adam's t
+        self.schedule = schedule or (lambda _update: lr)
 
     def set_lr(self, lr: float) -> None:
         for group in self.param_groups:
@@ -150,3 +155,17 @@ class MXNetOptimizer(torch.optim.Optimizer):
         torch._foreach_mul_(delta, gamma2)
         torch._foreach_addcdiv_(delta, g, denominator, value=-lr)
         torch._foreach_add_(w, delta)
+
+
+def trainer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
+    """The configuration's optimizer and schedule for `net` (GluonCV's learning-rate multipliers per group)."""
+    return MXNetOptimizer(
+        net.param_groups(config.learning_rate),
+        config.optimizer,
+        lr=config.learning_rate,
+        wd=config.weight_decay,
+        momentum=config.momentum if config.uses_momentum else 0.0,
+        gamma1=config.gamma1,
+        gamma2=config.gamma2,
+        schedule=Schedule(config),
+    )

@@ -10,21 +10,21 @@ from typing import Any
 import torch
 from torch import nn
 
+import semseg.engines.torch.files as files
 from semseg.contract.config import Config
-from semseg.engines.torch import files
-from semseg.engines.torch.loop import TorchLoop
+from semseg.engines.torch.loop import Loop
 
 
 def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in net.state_dict().items()}
 
 
-class TorchState:
+class State:
     engine = "torch"
     files = ("model.pt", "optimizer.pt")
     best_file = "best.pt"
 
-    def __init__(self, net: nn.Module, loop: TorchLoop, config: Config) -> None:
+    def __init__(self, net: nn.Module, loop: Loop, config: Config) -> None:
         self.net = net  # the bare network (not its DDP wrapper): its state_dict keys are the Gluon paths
         self.loop = loop
         self.config = config

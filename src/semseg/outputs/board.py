@@ -9,7 +9,7 @@ last update, (epoch + 1) x iterations per epoch: `train/loss`, `train/throughput
 `validation/mIOU`, `validation/pixel_accuracy` and `class_iou/<id>` for every class: the values of the metric
 lines, which TensorBoard keeps as float32. Per progress point: `progress/loss` (the mean loss per sample of this
 process since the last point) and `progress/learning_rate`. Images, every epoch: `validation/<n>`, up to
-semseg.fit.pictures.MAX_PICTURES validation images beside their truth and prediction (semseg.fit.pictures).
+semseg.outputs.pictures.MAX_PICTURES validation images beside their truth and prediction (semseg.outputs.pictures).
 
 A resumed job appends: it writes a new event file in the same folder with `purge_step` at its first update (the
 checkpoint's epoch's values are at the update before), so TensorBoard hides what the interrupted run wrote after

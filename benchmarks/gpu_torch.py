@@ -24,11 +24,12 @@ from semseg.contract.config import Config
 from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
 from semseg.engines.torch.devices import configure_cuda
-from semseg.engines.torch.job import make_loop
 from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.optim import trainer_for
 from semseg.example import make_job
-from semseg.fit.loop import NoHooks
+from semseg.fit.loop import LoopSettings, NoHooks
 
 MANAGED_V100 = 55.0  # samples/s, crop 240, batch 16: the managed algorithm's published training log
 TARGET = 600.0  # fcn crop 240 bf16, images/s on one H100/H200
@@ -62,7 +63,7 @@ def measure(
     net = SegmentationNet(algorithm, config.backbone, config.num_classes).to(device)
     if on_gpu:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loop = make_loop(net, config, device)
+    loop = Loop(net, trainer_for(net, config), device, LoopSettings.of(config))
     hooks = NoHooks()
     train.set_epoch(0)
     loop.train_epoch(train, 0, hooks, 10**9)  # warm-up: cuDNN autotuning, loader workers starting

@@ -17,7 +17,7 @@ AllHave = Callable[[bool], bool]  # this part has a batch -> whether every part 
 
 
 class Stream(Protocol):
-    """A Pipe-mode batch sampler (semseg.data.stream.PipeBatches, semseg.data.fed.FedBatches)."""
+    """A Pipe-mode batch sampler (semseg.data.stream.PipeBatches, semseg.data.shared_fifo.FedBatches)."""
 
     channel: str
 

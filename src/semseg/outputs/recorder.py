@@ -2,10 +2,10 @@
 or a picture that cannot be written is a warning, and training goes on).
 
 /opt/ml/output/data, which SageMaker uploads as output.tar.gz with every job, rewritten at each best epoch:
-    evaluation.json          the best epoch's validation (semseg.fit.evaluation)
-    confusion_matrix.png     its confusion matrix, row-normalised (semseg.fit.pictures)
+    evaluation.json          the best epoch's validation (semseg.outputs.evaluation)
+    confusion_matrix.png     its confusion matrix, row-normalised (semseg.outputs.pictures)
     validation-<n>.png       a validation image | its truth | the best epoch's prediction, as colour overlays
-and after every epoch learning_curves.png. TensorBoard's event files: semseg.fit.board.
+and after every epoch learning_curves.png. TensorBoard's event files: semseg.outputs.board.
 
 The pictures show the first validation images as the validation loader gives them (centre crops, or whole images
 when validation_mini_batch_size is 1; this host's share), kept as they pass by in the first validation, so Pipe
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from semseg.fit.board import Board
-from semseg.fit.evaluation import write_evaluation
 from semseg.fit.loop import EpochResult
 from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.pictures import MAX_PICTURES, confusion_png, curves_png, save_png, triptych
+from semseg.outputs.board import Board
+from semseg.outputs.evaluation import write_evaluation
+from semseg.outputs.pictures import MAX_PICTURES, confusion_png, curves_png, save_png, triptych
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,54 @@
+"""What an engine is, for the registry (semseg.engines) and its users: its record, the settings of a server
+worker's predictor, and the Predictor protocol that the server and its test-time augmentation use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from semseg.contract.config import Config
+    from semseg.contract.job import Job
+    from semseg.contract.model_folder import ModelFolder
+    from semseg.contract.options import RunOptions
+    from semseg.contract.signals import StopFlag
+    from semseg.engines.gpus import Gpu
+
+
+class Predictor(Protocol):
+    """A model ready to answer, on one device (semseg.fit.sliding.SlidingWindows over the engine's scorer): what
+    the server and its test-time augmentation (semseg.serving.tta) use."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def bands(self, image: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, class probabilities [C, rows, W]) for consecutive bands of rows of an HxWx3 uint8 image."""
+
+    def classes(self, image: np.ndarray) -> np.ndarray:
+        """HxW uint8 class ids."""
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """[C, H, W] float32 class probabilities."""
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How a server worker's predictor runs: its pixel budget, and the autocast type (engines that have it)."""
+
+    pixel_budget: int
+    autocast: str | None = None
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str  # SEMSEG_ENGINE's value
+    label: str  # for the log and messages: its framework
+    train: Callable[[Job, Config, RunOptions, StopFlag], object]  # the whole job on this host (its FitResult)
+    check_model: Callable[[ModelFolder], str]  # "" when the folder's weights load into its network, else why not
+    load_predictor: Callable[[ModelFolder, str, PredictorSettings], Predictor]  # on "cpu" or "gpu:<i>"
+    check_gpus: Callable[[Sequence[Gpu]], None]  # ClientError for a GPU it cannot run (before any framework loads)
+    autocast: bool = False  # whether its predictor computes under autocast (SEMSEG_SERVE_AUTOCAST)
