@@ -12,8 +12,8 @@ SDK3_STAMP := $(SDK3_VENV)/.installed-stamp
 DEMO_DIR := demo/opt_ml
 PYTEST_ARGS ?=
 
-# Unit and functional tests on both cores (pytest-xdist); the tests marked whole_machine (several processes with
-# timing bounds) after them, one at a time.
+# Unit and functional tests on both cores (pytest-xdist); the tests marked serial (bounds of seconds, several
+# processes at once, a fork of the test's own process) after them, one at a time.
 XDIST := -n 2 --dist load
 PIP := pip install -q --disable-pip-version-check
 
@@ -58,8 +58,8 @@ demo: $(STAMP)
 
 ## test: the whole suite: unit, functional (real MXNet and PyTorch on CPU) and container tests (real Docker + SDK)
 test: $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) -m "not whole_machine" tests/unit tests/functional $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m whole_machine tests/unit tests/functional $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not serial" tests/unit tests/functional $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m serial tests/unit tests/functional $(PYTEST_ARGS)
 	$(MAKE) test-container
 
 ## test-fast: unit and functional tests without the slow ones (no Docker)

@@ -173,7 +173,7 @@ def validation_iou(base: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.whole_machine  # two jobs at once, one core each
+@pytest.mark.serial  # two jobs at once, one core each
 def test_a_weighted_job_learns_the_rare_classes_the_plain_loss_misses(tmp_path: Path) -> None:
     """The generated street-like set (1.4% of the pixels in three thin or small classes), from scratch, seed 0,
     both jobs at once through `python -m semseg train`, each on one OpenMP thread, so each repeats to the bit

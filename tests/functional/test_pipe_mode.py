@@ -48,6 +48,7 @@ def same(stream: bytes, _pass: int) -> bytes:
     return stream
 
 
+@pytest.mark.serial  # its data workers fork the test's own process
 @pytest.mark.parametrize("engine", ["mxnet", "torch"])
 def test_pipe_train_and_validation_train_every_epoch_with_the_managed_lines(
     tmp_path: Path, train_job, engine: str
@@ -198,7 +199,7 @@ def test_a_fifo_that_never_appears_or_gets_no_writer_times_out(tmp_path: Path, t
 
 
 @pytest.mark.slow
-@pytest.mark.whole_machine  # a bound of seconds: alone on the cores
+@pytest.mark.serial  # a bound of seconds: alone on the cores
 def test_sigterm_while_waiting_on_a_fifo_exits_with_artifacts_and_resumes(tmp_path: Path, train_job) -> None:
     """The writer stops after epoch 0: the job waits for train_1; SIGTERM ends it in seconds with the
     artifacts. A restarted container (FIFOs from train_0 again) resumes from the checkpoint."""

@@ -139,7 +139,7 @@ def test_a_host_trains_on_no_more_devices_than_its_share_of_the_batch(tmp_path: 
         assert "Training data-parallel on 1 CPU contexts (SEMSEG_CPU_DEVICES)" in logs[0]
 
 
-@pytest.mark.whole_machine  # a bound of seconds on the peer watch: alone on the cores
+@pytest.mark.serial  # a bound of seconds on the peer watch: alone on the cores
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path, engine: str) -> None:
     bases, procs = start_hosts(tmp_path, "dead", {"epochs": 30}, env={"SEMSEG_PEER_TIMEOUT": "5"}, engine=engine)

@@ -17,6 +17,30 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 
+STOPS = (signal.SIGTERM, signal.SIGINT)
+
+
+def worker_signals() -> None:
+    """In a data-loading worker forked from the job's process: SIGTERM ends it again (it inherited the job's stop
+    handler, which only sets a flag, so a pool terminating its workers would wait for them forever), and SIGINT is
+    ignored (a terminal's Ctrl-C reaches the whole process group; the job stops its workers itself)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def forked_workers_signals() -> Iterator[None]:
+    """While the context lasts, this process's handlers are what `worker_signals` gives a worker, for a library
+    that forks its workers there without a hook of ours (MXNet's DataLoader); the job's handlers come back after."""
+    previous = {sig: signal.getsignal(sig) for sig in STOPS}
+    worker_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class StopSignal(Protocol):
     """A stop request: true once asked; `signum` the signal that asked (None before)."""
 
