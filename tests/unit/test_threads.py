@@ -73,20 +73,14 @@ def test_unset_is_set_to_a_count_within_the_machine() -> None:
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_the_train_entry_point_sets_it_before_mxnet_loads(tmp_path: Path) -> None:
     """In a fresh process pinned to one CPU, `train` sets OMP_NUM_THREADS=1 before anything imports MXNet."""
-    code = (
+    one_cpu = min(os.sched_getaffinity(0))
+    code = (  # pinned first thing (not by preexec_fn, which is unsafe in a process with threads, as pytest-xdist's)
         "import os, sys\n"
+        f"os.sched_setaffinity(0, {{{one_cpu}}})\n"
         "from semseg.cli import main\n"
         f"main(['train'], {{'SAGEMAKER_BASE_DIR': {str(tmp_path)!r}}})\n"
         "print('OMP', os.environ.get('OMP_NUM_THREADS'), 'mxnet' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    one_cpu = min(os.sched_getaffinity(0))
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "OMP 1 False" in out
