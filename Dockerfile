@@ -1,11 +1,11 @@
 # SageMaker-compatible semantic segmentation training image (MXNet 1.9.1, GluonCV 0.10.5).
 #   GPU (default):  docker build -t semseg:gpu .
 #   CPU:            docker build -t semseg:cpu --build-arg FLAVOUR=cpu .
-#   Hopper (H100/H200 and newer; the PyTorch engine):
-#                   docker build -t semseg:hopper --build-arg FLAVOUR=hopper --build-arg ENGINE=torch .
+#   torch (the PyTorch engine; V100 to Blackwell, the only one for H100/H200 and Blackwell):
+#                   docker build -t semseg:torch --build-arg FLAVOUR=torch --build-arg ENGINE=torch .
 # All flavours: Debian bookworm, Python 3.11, one virtual environment from a hashed lock
-# (docker/requirements-<FLAVOUR>.lock). The Hopper lock pins torch 2.5.1 with its CUDA 12.4 wheels (code for
-# sm_50-sm_90) and the CPU mxnet, which only reads and writes GluonCV's parameter files. The GPU lock pins mxnet-cu117==1.9.1 and the CUDA 11.7 runtime
+# (docker/requirements-<FLAVOUR>.lock). The torch lock pins torch 2.10.0 with its CUDA 12.8 wheels (code for
+# sm_70-sm_120, drivers >= 525) and the CPU mxnet, which only reads and writes GluonCV's parameter files. The GPU lock pins mxnet-cu117==1.9.1 and the CUDA 11.7 runtime
 # libraries it needs as NVIDIA's wheels (cuBLAS, cuDNN 8.5, NCCL 2.14, ...), so no CUDA base image is needed;
 # the driver (libcuda.so.1, nvidia-smi) comes from the host's NVIDIA runtime on SageMaker GPU instances and
 # with `docker run --gpus all`. MXNet 1.9.1's GPU code covers compute capability 5.0-8.6: see the README.

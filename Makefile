@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 XDIST := -n 2 --dist load
 PIP := pip install -q --disable-pip-version-check
 
-.PHONY: setup demo test test-fast test-container lint docs format bench image-cpu image-gpu image-hopper clean
+.PHONY: setup demo test test-fast test-container lint docs format bench image-cpu image-gpu image-torch image-hopper clean
 
 $(STAMP): requirements/runtime.txt requirements/nodeps.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,8 +69,8 @@ test-fast: $(TORCH_STAMP)
 test-container: $(SDK_STAMP) $(SDK3_STAMP)
 	IMAGE=$$(bash docker/build.sh cpu | tail -n 1) && \
 	GPU_IMAGE=$$(bash docker/build.sh gpu | tail -n 1) && \
-	HOPPER_IMAGE=$$(bash docker/build.sh hopper | tail -n 1) && \
-	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_HOPPER_IMAGE=$$HOPPER_IMAGE SEMSEG_REQUIRE_SDK=1 \
+	TORCH_IMAGE=$$(bash docker/build.sh torch | tail -n 1) && \
+	SEMSEG_IMAGE=$$IMAGE SEMSEG_GPU_IMAGE=$$GPU_IMAGE SEMSEG_TORCH_IMAGE=$$TORCH_IMAGE SEMSEG_REQUIRE_SDK=1 \
 	  SEMSEG_SDK3_PYTHON=$(CURDIR)/$(SDK3_VENV)/bin/python \
 	  $(SDK_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/container $(PYTEST_ARGS)
 
@@ -106,7 +106,11 @@ image-cpu:
 image-gpu:
 	@bash docker/build.sh gpu
 
-## image-hopper: the Hopper flavour (H100/H200 and newer): the PyTorch engine, torch with CUDA 12 wheels
+## image-torch: the torch flavour (V100 to Blackwell): the PyTorch engine, torch 2.10 with its CUDA 12.8 wheels
+image-torch:
+	@bash docker/build.sh torch
+
+# image-hopper: the torch image's old name, for one release (also tags it semseg:hopper-<revision>)
 image-hopper:
 	@bash docker/build.sh hopper
 

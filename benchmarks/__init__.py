@@ -2,5 +2,5 @@
 
 import importlib.util
 
-if importlib.util.find_spec("mxnet") is not None:  # absent where only the torch engine runs (a Hopper machine)
+if importlib.util.find_spec("mxnet") is not None:  # absent where only torch is installed
     import semseg.engines.mxnet.gluoncv_import  # noqa: F401  # GluonCV refuses to import beside torch 2 otherwise

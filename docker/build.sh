@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# `make image-cpu` / `make image-gpu` / `make image-hopper`: on a fresh machine, install and start a Docker
+# `make image-cpu` / `make image-gpu` / `make image-torch`: on a fresh machine, install and start a Docker
 # engine, make a local Debian base image, and build that flavour of the one Dockerfile on it.
-#   docker/build.sh cpu|gpu|hopper    progress goes to stderr; the last line on stdout is the tag
+#   docker/build.sh cpu|gpu|torch     progress goes to stderr; the last line on stdout is the tag
+#   docker/build.sh hopper            the torch image under its old name too (semseg:hopper-<revision>), for one release
 #
 # Test set-up only (never in the Dockerfile): Docker Hub is unreachable here, so the base image is made with
 # debootstrap; and pip inside the build reaches the package index only through this machine's TLS set-up, so
 # the host's CA bundle is copied into that local base image, with a `cert =` line in its /etc/pip.conf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLAVOUR=${1:?usage: docker/build.sh cpu|gpu|hopper}
+FLAVOUR=${1:?usage: docker/build.sh cpu|gpu|torch}
+ALIAS=
+if [ "$FLAVOUR" = hopper ]; then
+  ALIAS=hopper
+  FLAVOUR=torch
+  echo "[image-hopper] the Hopper image is the torch image now (make image-torch); tagging it as both" >&2
+fi
 case "$FLAVOUR" in
   cpu | gpu) ENGINE=mxnet ;;
-  hopper) ENGINE=torch ;;
-  *) echo "usage: docker/build.sh cpu|gpu|hopper" >&2; exit 2 ;;
+  torch) ENGINE=torch ;;
+  *) echo "usage: docker/build.sh cpu|gpu|torch" >&2; exit 2 ;;
 esac
 BASE=${SEMSEG_BASE_IMAGE:-semseg-base:bookworm}
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -69,4 +76,9 @@ DOCKER_BUILDKIT=0 docker build --network host \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   --build-arg VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/semseg/__init__.py)" \
   -t "$TAG" . >&2
+if [ -n "$ALIAS" ]; then
+  TAG_ALIAS=${TAG/#semseg:torch-/semseg:$ALIAS-}
+  docker tag "$TAG" "$TAG_ALIAS" >&2
+  TAG=$TAG_ALIAS
+fi
 echo "$TAG"

@@ -1,10 +1,10 @@
-"""Build-time check of the image: every shared library of MXNet (and of PyTorch, in the Hopper flavour)
+"""Build-time check of the image: every shared library of MXNet (and of PyTorch, in the torch flavour)
 resolves, and the package imports.
 
 libcuda.so.1 comes from the host's driver at run time (the NVIDIA runtime mounts it), so it is the one
 library allowed to be missing at build time; without it MXNet cannot be imported, so imports are then
 checked only for what does not load MXNet. PyTorch opens the driver itself when asked for a GPU, so its
-libraries must all resolve, and it must carry code for Hopper (sm_90).
+libraries must all resolve, and its libtorch_cuda.so must carry code for every listed compute capability.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ DRIVER_LIBRARIES = ("libcuda.so.1", "libnvidia-ml.so.1")
 
 
 def check_torch() -> None:
-    """The Hopper flavour: torch's CUDA libraries resolve from NVIDIA's wheels, sm_90 is built in, the engine
-    is the torch one."""
+    """The torch flavour: torch's CUDA libraries resolve from NVIDIA's wheels, libtorch_cuda.so carries code for
+    every compute capability the README lists (semseg.engines.torch.support), the engine is the torch one."""
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
         return
@@ -31,14 +31,20 @@ def check_torch() -> None:
         sys.exit(f"{library} needs libraries the image lacks: {', '.join(missing)}")
     import torch
 
-    arches = (torch._C._cuda_getArchFlags() or "").split()
-    if "sm_90" not in arches:
-        sys.exit(f"torch {torch.__version__} has no code for compute capability 9.0 (built for {arches})")
+    from semseg.engines.torch.fatbin import read_gpu_code
+    from semseg.engines.torch.support import CAPABILITIES, TORCH_VERSION, has_code
+
+    code = read_gpu_code(library)
+    lacking = [f"{major}.{minor}" for major, minor in CAPABILITIES if not has_code((major, minor), code.sass, code.ptx)]
+    if lacking:
+        sys.exit(f"{library} has no code for compute capability {', '.join(lacking)} (it carries {code.describe()})")
+    if torch.__version__.split("+")[0] != TORCH_VERSION:
+        sys.exit(f"torch {torch.__version__} is installed, semseg.engines.torch.support says {TORCH_VERSION}")
     if os.environ.get("SEMSEG_ENGINE") != "torch":
-        sys.exit("The Hopper flavour trains with the PyTorch engine: build it with --build-arg ENGINE=torch")
+        sys.exit("The torch flavour trains with the PyTorch engine: build it with --build-arg ENGINE=torch")
     import semseg.engines.torch.job  # noqa: F401 - the torch engine imports
 
-    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, {' '.join(arches)}): ok")
+    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}; {library.name}: {code.describe()}): ok")
 
 
 def main() -> None:

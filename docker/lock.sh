@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate the image's hashed requirement locks from requirements/runtime.txt, requirements/nodeps.txt and, for
-# the GPU flavour, docker/requirements-cuda.txt, for the Hopper flavour requirements/torch.txt.
-#   docker/lock.sh [cpu] [gpu] [hopper]     (default: all three; needs the package index; uses uv in a
+# the GPU flavour, docker/requirements-cuda.txt, for the torch flavour requirements/torch.txt.
+#   docker/lock.sh [cpu] [gpu] [torch]      (default: all three; needs the package index; uses uv in a
 #                                            throw-away environment)
 # requirements-cpu.lock: mxnet (CPU wheel); requirements-gpu.lock: mxnet-cu117 and the CUDA 11 runtime wheels;
-# requirements-hopper.lock: the CPU mxnet (artifact IO only) and torch with its CUDA 12 wheels.
+# requirements-torch.lock: the CPU mxnet (artifact IO only) and torch with its CUDA 12.8 wheels.
 # All are complete (gluoncv's real needs included), so the image installs them with --no-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +30,13 @@ compile() {  # $1: output lock, then the extra requirement files or lines
 }
 echo "mxnet==1.9.1" > "$tmp/cpu.in"
 echo "$GPU_MXNET" > "$tmp/gpu.in"
-for flavour in "${@:-cpu gpu hopper}"; do
+for flavour in "${@:-cpu gpu torch}"; do
   for one in $flavour; do
     case "$one" in
       cpu) compile docker/requirements-cpu.lock "$tmp/cpu.in" ;;
       gpu) compile docker/requirements-gpu.lock "$tmp/gpu.in" docker/requirements-cuda.txt ;;
-      hopper) compile docker/requirements-hopper.lock "$tmp/cpu.in" requirements/torch.txt ;;
-      *) echo "unknown flavour $one (cpu, gpu, hopper)" >&2; exit 2 ;;
+      torch) compile docker/requirements-torch.lock "$tmp/cpu.in" requirements/torch.txt ;;
+      *) echo "unknown flavour $one (cpu, gpu, torch)" >&2; exit 2 ;;
     esac
     echo "wrote docker/requirements-$one.lock"
   done

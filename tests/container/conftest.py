@@ -1,5 +1,5 @@
 """The real images, a real Docker engine. The CPU image comes from $SEMSEG_IMAGE, the GPU image from
-$SEMSEG_GPU_IMAGE and the Hopper image from $SEMSEG_HOPPER_IMAGE (make test-container builds all three with
+$SEMSEG_GPU_IMAGE and the torch image from $SEMSEG_TORCH_IMAGE (make test-container builds all three with
 docker/build.sh); without them, the fixtures build them the same way."""
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def gpu_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def hopper_image() -> str:
-    return built_image("SEMSEG_HOPPER_IMAGE", "hopper")
+def torch_image() -> str:
+    return built_image("SEMSEG_TORCH_IMAGE", "torch")
 
 
 def make_job(image: str, base: Path, hyperparameters: dict[str, Any] | None = None, images: int = 4) -> Path:

@@ -1,7 +1,7 @@
 """The GPU image, checked as far as a machine without a GPU allows: MXNet's libraries resolve from the CUDA
 wheels, MXNet imports with a stand-in driver and reports CUDA, cuDNN and NCCL, `train` without a driver
-ends with a ClientError, and the GPU guard refuses a Hopper GPU. The stand-ins are built here, at test time,
-and mounted: the image never ships them."""
+ends with a ClientError, and the GPU guard refuses a Hopper GPU, naming the torch image. The stand-ins are built
+here, at test time, and mounted: the image never ships them."""
 
 from __future__ import annotations
 
@@ -123,4 +123,5 @@ def test_a_hopper_gpu_is_refused_before_any_data_work(gpu_image: str, tmp_path: 
     assert done.returncode == 2, done.stdout[-2000:]
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith("ClientError: GPU 0 NVIDIA H100 80GB HBM3 (compute capability 9.0)")
+    assert "use the torch image (`make image-torch`" in failure
     assert "image/annotation pairs" not in done.stdout

@@ -102,12 +102,12 @@ def model_tar_names(estimator: Any, unpack_to: Path) -> list[str]:
     return names
 
 
-def test_sdk_v2_local_mode_on_two_instances_of_the_hopper_image(
-    image: str, hopper_image: str, tmp_path: Path, offline_sdk: None, capfd: pytest.CaptureFixture[str]
+def test_sdk_v2_local_mode_on_two_instances_of_the_torch_image(
+    image: str, torch_image: str, tmp_path: Path, offline_sdk: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Two containers of the Hopper image train one model on torch.distributed (gloo on the CPU, static rendezvous
+    """Two containers of the torch image train one model on torch.distributed (gloo on the CPU, static rendezvous
     at the first host), and the model.tar.gz's model_algo-1 loads in plain GluonCV (the CPU image's, no torch)."""
-    estimator = fitted_estimator(hopper_image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
+    estimator = fitted_estimator(torch_image, tmp_path, instance_count=2, hyperparameters={"epochs": 2})
     log = capfd.readouterr().out
     assert_each_host_logged_two_epochs(log)
     assert "rendezvous at " in log and "torch.distributed gloo) on each of 2 hosts" in log, log[-3000:]

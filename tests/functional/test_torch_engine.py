@@ -187,7 +187,7 @@ def test_the_imagenet_backbone_comes_from_gluoncvs_file(tmp_path: Path) -> None:
 
 
 def test_the_torch_loop_runs_without_mxnet(tmp_path: Path) -> None:
-    """Where only torch, numpy, OpenCV and Pillow are installed (a Hopper machine): MXNet and GluonCV blocked."""
+    """Where only torch, numpy, OpenCV and Pillow are installed (a torch-only machine): MXNet and GluonCV blocked."""
     from semseg.example import make_job
 
     base = make_job(tmp_path / "job", images=4, size=32)

@@ -1,4 +1,4 @@
-"""`serve` on the PyTorch engine (SEMSEG_ENGINE=torch, the Hopper image's default): the GluonCV files of a model
+"""`serve` on the PyTorch engine (SEMSEG_ENGINE=torch, the torch image's default): the GluonCV files of a model
 folder in the PyTorch network, predicting through the same windows, content types and errors as the MXNet
 server. Tested against the MXNet server on the same model: the class PNGs agree on at least 99% of the pixels
 (the two engines' float32 kernels differ in rounding only), and through `python -m semseg serve` over HTTP."""

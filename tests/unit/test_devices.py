@@ -18,7 +18,9 @@ H100 = "0, NVIDIA H100 80GB HBM3, 9.0"
 V100 = "0, Tesla V100-SXM2-16GB, 7.0"
 
 
-def fake_nvidia_smi(folder: Path, monkeypatch: pytest.MonkeyPatch, rows: list[str], old_driver: bool = False) -> None:
+def fake_nvidia_smi(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, rows: list[str], old_driver: bool = False, driver: str = "550.127.05"
+) -> None:
     """An nvidia-smi that answers --query-gpu like the real one (an old driver refuses compute_cap)."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "nvidia-smi"
@@ -29,6 +31,7 @@ def fake_nvidia_smi(folder: Path, monkeypatch: pytest.MonkeyPatch, rows: list[st
         'case "$1" in\n'
         f'  --query-gpu=index,name,compute_cap) {refuse}\n    printf "%s\\n" "{chr(10).join(rows)}" ;;\n'
         f'  --query-gpu=index,name) printf "%s\\n" "{names}" ;;\n'
+        f'  --query-gpu=driver_version) echo "{driver}" ;;\n'
         "  *) exit 9 ;;\n"
         "esac\n"
     )
@@ -61,7 +64,7 @@ def test_hopper_is_refused_naming_the_gpu_and_what_works() -> None:
     message = str(info.value)
     assert "GPU 0 NVIDIA H100 80GB HBM3 (compute capability 9.0)" in message and "GPU 1" in message
     assert "ml.p5" in message and "A10G (ml.g5)" in message and "V100 (ml.p3)" in message
-    assert "the Hopper image (`make image-hopper`" in message and "--build-arg FLAVOUR=hopper" in message
+    assert "the torch image (`make image-torch`" in message and "--build-arg FLAVOUR=torch" in message
 
 
 @pytest.mark.parametrize("capability", [(3, 7), (10, 0), (12, 0)])

@@ -40,6 +40,16 @@ def visible_gpus(nvidia_smi: str = "nvidia-smi") -> list[Gpu]:
     return [Gpu(int(row[0]), row[1], _capability(row[2])) for row in rows if len(row) >= 3 and row[0].isdigit()]
 
 
+def driver_version(nvidia_smi: str = "nvidia-smi") -> int | None:
+    """The major version of the host's NVIDIA driver (550 for 550.127.05); None without a driver or answer."""
+    path = shutil.which(nvidia_smi)
+    rows = _query(path, "driver_version") if path else None
+    try:
+        return int(rows[0][0].split(".")[0]) if rows else None
+    except ValueError:
+        return None
+
+
 def _query(path: str, fields: str) -> list[list[str]] | None:
     """nvidia-smi's rows for `fields`; None when it refuses the query, [] when it cannot run."""
     try:

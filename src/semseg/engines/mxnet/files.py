@@ -16,7 +16,7 @@ from mxnet.gluon import HybridBlock
 
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
-from semseg.contract.files import EXPORT_PREFIX, atomic_write, fsync
+from semseg.contract.files import EXPORT_PREFIX, atomic_write, fsync, no_partial
 from semseg.engines.mxnet.network import build_model
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,16 @@ def export_symbol(config: Config, params: Path, model_dir: Path) -> Path:
     net(mx.nd.zeros((1, 3, config.crop_size, config.crop_size)))
     prefix = model_dir / EXPORT_PREFIX
     tmp_prefix = model_dir / f".{EXPORT_PREFIX}.tmp"
-    net.export(str(tmp_prefix), epoch=0)
-    # Both flushed, then the parameters renamed first: the symbol file, renamed last, completes the export, so a
-    # crash in between leaves parameters without a graph (no export), never a graph with another export's
-    # parameters (an earlier job's were moved aside at the start: semseg.contract.earlier).
-    for suffix in ("-0000.params", "-symbol.json"):
-        fsync(Path(f"{tmp_prefix}{suffix}"))
-    for suffix in ("-0000.params", "-symbol.json"):
-        os.replace(f"{tmp_prefix}{suffix}", f"{prefix}{suffix}")
+    temporary = [Path(f"{tmp_prefix}{suffix}") for suffix in ("-0000.params", "-symbol.json")]
+    with no_partial(Path(f"{prefix}-0000.params"), *temporary):
+        net.export(str(tmp_prefix), epoch=0)
+        # Both flushed, then the parameters renamed first: the symbol file, renamed last, completes the export, so
+        # a crash in between leaves parameters without a graph (no export), never a graph with another export's
+        # parameters (an earlier job's were moved aside at the start: semseg.contract.previous_outputs).
+        for path in temporary:
+            fsync(path)
+        for path, suffix in zip(temporary, ("-0000.params", "-symbol.json"), strict=True):
+            os.replace(path, f"{prefix}{suffix}")
     fsync(model_dir)
     log.info("Exported %s-symbol.json and %s-0000.params", prefix, prefix)
     return Path(f"{prefix}-symbol.json")

@@ -1,4 +1,4 @@
-"""Import GluonCV where PyTorch 2 is installed too (the Hopper image, the development environment).
+"""Import GluonCV where PyTorch 2 is installed too (the torch image, the development environment).
 
 GluonCV 0.10.5's `__init__` raises RuntimeError ("Legacy torch==2.x detected") when it finds any torch of
 2.0 or newer, although its MXNet half (all we use) never touches torch. Its probe is a plain `import torch`,

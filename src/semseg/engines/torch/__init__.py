@@ -1,5 +1,6 @@
 """The PyTorch engine (`SEMSEG_ENGINE=torch`): GluonCV's networks and MXNet's update rules in PyTorch, for the
-GPUs MXNet 1.9.1 has no code for (compute capability 9.0+). Nothing in this package imports MXNet: GluonCV files
+GPUs MXNet 1.9.1 has no code for (9.0+, Blackwell included: semseg.engines.torch.support). Nothing in this package
+imports MXNet: GluonCV files
 are read and written through the MXNet engine's own functions (`files`, loaded lazily), the one bridge, one way.
 Its record for the registry (semseg.engines) is below; importing this package loads no PyTorch.
 """
@@ -43,7 +44,11 @@ def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings
 
 
 def check_gpus(gpus: Sequence[Gpu]) -> None:
-    """PyTorch predicts on every GPU it has code for (its own check runs in each worker)."""
+    """ClientError for a GPU this image's torch has no code for, or a driver too old for its CUDA (no torch loads)."""
+    from semseg.engines.gpus import driver_version
+    from semseg.engines.torch.support import check_supported
+
+    check_supported(gpus, driver_version() if gpus else None)
 
 
 ENGINE = Engine("torch", "PyTorch", train, check_model, load_predictor, check_gpus, autocast=True)

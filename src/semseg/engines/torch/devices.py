@@ -11,7 +11,8 @@ import torch
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
-from semseg.engines.gpus import check_precision, check_usable, devices_to_use, visible_gpus
+from semseg.engines.gpus import check_precision, check_usable, devices_to_use, driver_version, visible_gpus
+from semseg.engines.torch.support import IMAGE, check_supported
 from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def plan_devices(config: Config, options: RunOptions, share: int | None = None, 
         log.info("Training data-parallel in %d CPU processes (SEMSEG_CPU_DEVICES)", processes)
         check_precision(config, on_gpu=False)
         return Plan("cpu", processes, hosts)
+    gpus = visible_gpus()
+    check_supported(gpus, driver_version() if gpus else None)  # before CUDA starts: no code, or a driver too old
     usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if usable:
         _check_arch()
@@ -58,7 +61,7 @@ def plan_devices(config: Config, options: RunOptions, share: int | None = None, 
         log.info("Number of GPUs being used: %d (%s)", count, torch.cuda.get_device_name(0))
         return Plan("cuda", count, hosts)
     why = f"torch {torch.__version__}, CUDA {torch.version.cuda}"
-    check_usable(visible_gpus(), 0, "PyTorch", why, "the Hopper image", options.allow_cpu)
+    check_usable(gpus, 0, "PyTorch", why, IMAGE, options.allow_cpu)
     check_precision(config, on_gpu=False)
     return Plan("cpu", 1, hosts)
 
