@@ -31,6 +31,7 @@ from semseg.contract.options import RunOptions, ServeOptions, setting
 from semseg.contract.previous_outputs import set_aside_earlier_outputs
 from semseg.contract.signals import StopFlag
 from semseg.engines import engine
+from semseg.fit.disk import check_space
 from semseg.logs import setup_logging
 from semseg.threads import configure_openmp
 
@@ -133,6 +134,8 @@ def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
     config = Config.from_hyperparameters(job.hyperparameters)
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
     options = RunOptions.from_environ(environ)
+    if job.cluster.leader:  # the host that writes the model and the checkpoints
+        check_space(config, paths.model_dir, job.checkpoint_dir)
     engine(options.engine).train(job, config, options, stop)  # its framework loads after the configuration checks
 
 

@@ -3,6 +3,7 @@ test; the engines' own files are tested in tests/functional/test_job_life.py).""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from semseg.fit.checkpoint import CheckpointStore
@@ -34,13 +35,15 @@ def early() -> EarlyStopping:
     return EarlyStopping(False, 0, 1, 0.0)
 
 
-def test_the_best_file_is_copied_after_its_epoch_is_final_and_resume_repairs_a_missed_copy(tmp_path: Path) -> None:
+def test_the_best_file_is_linked_after_its_epoch_is_final_and_resume_repairs_a_missed_link(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path, {"learning_rate": "0.1"})
     store.save(0, FileState(b"epoch 0"), early(), is_best=True)
     store.save(1, FileState(b"epoch 1"), early(), is_best=True)
     assert (tmp_path / "best.bin").read_bytes() == b"epoch 1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.bin", "epoch-0001"]
-    (tmp_path / "best.bin").write_bytes(b"epoch 0")  # a crash after epoch-0001 was final, before the copy
+    assert os.path.samefile(tmp_path / "best.bin", tmp_path / "epoch-0001" / "weights.bin")  # no second copy
+    (tmp_path / "best.bin").unlink()  # a crash after epoch-0001 was final, before the link: epoch 0's best file
+    (tmp_path / "best.bin").write_bytes(b"epoch 0")
     state = FileState(b"")
     resumed = store.restore(state)
     assert resumed is not None and resumed.next_epoch == 2 and state.value == b"epoch 1"

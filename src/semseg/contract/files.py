@@ -2,16 +2,20 @@
 
 Every file is written to a temporary name beside its target, flushed to the disk (fsync), and renamed onto it,
 and the folder's entry is flushed too, so a stop, a crash or a power loss leaves the old file or the new one,
-never a half-written artifact, checkpoint or failure file. Pure standard library: the CLI uses it
+never a half-written artifact, checkpoint or failure file. A write that fails removes its temporary file and leaves
+the previous complete file in place; one that fails because its volume is full or read-only raises VolumeError,
+which says so, for the caller to decide what that means (semseg.fit.disk). Pure standard library: the CLI uses it
 before MXNet is loaded.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FINAL_PARAMS = "model_algo-1"  # Gluon parameters at the end of training
@@ -22,14 +26,84 @@ PREVIOUS = "previous-"  # what an earlier job left in a reused folder, moved asi
 WEIGHT_FILES = (BEST_PARAMS, FINAL_PARAMS)  # which weights of a model folder to load, in order of preference
 
 
+FULL_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+READ_ONLY_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+LOW_FREE_BYTES = 2**20  # a write that failed (MXNet: "FileStream.Write incomplete") with less than this free: full
+MB = 1e6
+
+
+class VolumeError(OSError):
+    """`path` could not be written: its volume is full (`read_only` False) or read-only; `free` bytes are free
+    there now (after the partial file was removed)."""
+
+    def __init__(self, path: Path, read_only: bool, free: int) -> None:
+        self.path, self.read_only, self.free = path, read_only, free
+        state = "is read-only" if read_only else f"is full ({free / MB:.0f} MB free)"
+        super().__init__(errno.EROFS if read_only else errno.ENOSPC, f"{path} cannot be written: {path.parent} {state}")
+
+
+def free_bytes(folder: Path) -> int:
+    """The bytes free to this process in `folder`'s volume (of its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def volume_problem(folder: Path, exc: BaseException) -> str | None:
+    """Why a write into `folder` failed: "full", "read-only", or None for another cause. Frameworks report a full
+    disk in their own words (MXNet's incomplete FileStream.Write), so the volume is asked too."""
+    code = getattr(exc, "errno", None)
+    if code in FULL_ERRORS:
+        return "full"
+    if code in READ_ONLY_ERRORS or (folder.exists() and not os.access(folder, os.W_OK)):
+        return "read-only"
+    try:
+        return "full" if free_bytes(folder) < LOW_FREE_BYTES else None
+    except OSError:
+        return None
+
+
+@contextmanager
+def no_partial(target: Path, *partial: Path) -> Iterator[None]:
+    """Remove the `partial` files or folders when the block fails (also on a second stop signal), and raise
+    VolumeError when it failed because `target`'s volume is full or read-only."""
+    try:
+        yield
+    except Exception as exc:
+        problem = volume_problem(target.parent, exc)  # before the partial files are removed: they fill the volume
+        for path in partial:
+            discard(path)
+        if problem is None or isinstance(exc, VolumeError):
+            raise
+        raise VolumeError(target, problem == "read-only", free_bytes(target.parent)) from exc
+    except BaseException:
+        for path in partial:
+            discard(path)
+        raise
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` with a temporary path beside `path`, flush it to the disk, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Call `write(tmp)` with a temporary path beside `path`, flush it to the disk, then rename it onto `path`. If
+    anything fails the temporary file is removed (`path` stays as it was), and VolumeError says when the volume
+    is full or read-only."""
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    fsync(tmp)
-    os.replace(tmp, path)
+    with no_partial(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        fsync(tmp)
+        os.replace(tmp, path)
     fsync(path.parent)
+
+
+def discard(path: Path) -> None:
+    """Remove a partial file or folder, whatever it is; never fails."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def fsync(path: Path) -> None:
@@ -55,6 +129,22 @@ def write_text(path: Path, text: str) -> None:
 
 def copy_file(source: Path, target: Path) -> None:
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` the same file as `source` (a hard link: no second copy; `source` must never be rewritten), or a
+    copy where the filesystem refuses links; atomic either way."""
+
+    def link(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)  # a crash's leftover
+        try:
+            os.link(source, tmp)
+        except OSError as exc:
+            if exc.errno in FULL_ERRORS or exc.errno == errno.EROFS:
+                raise
+            shutil.copyfile(source, tmp)
+
+    atomic_write(target, link)
 
 
 def move_aside(folder: Path, paths: list[Path]) -> Path:

@@ -11,9 +11,11 @@ whose hyperparameters differ only in how long to train (RESUMABLE_CHANGES: epoch
 and training continues under the new values (the learning-rate schedule over the new total). A checkpoint of
 other hyperparameters, of the other engine, or that cannot be read is reported with what differs and moved
 aside into previous-<time>/ (with the best weights, when nothing is resumed) before this job writes its own.
-Each epoch folder is written as `.epoch-0007.tmp`, flushed to the disk and renamed when complete, then the best
-weights are copied out of it when the epoch is the best (its meta.json says so, and resume repeats the copy, so a
-crash between the two steps leaves no best file that disagrees with the epoch); meta.json (written last)
+Each epoch folder is written as `.epoch-0007.tmp`, flushed to the disk and renamed when complete (a write that
+fails removes the partial folder, keeps the previous epoch and raises VolumeError when the volume is full), then
+the best file is made a hard link to the epoch's weights when the epoch is the best (no second copy: an epoch folder
+is never rewritten; a copy where links are refused; its meta.json says it is the best, and resume repeats the link,
+so a crash between the two steps leaves no best file that disagrees with the epoch); meta.json (written last)
 lists the sizes of the other files, so a folder that is half-written, truncated or from another
 configuration or another engine is recognised, reported and skipped. Resuming re-creates the same run: same weights,
 optimizer state and update count (so the same learning-rate schedule), same early-stopping state;
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from semseg.contract.files import copy_file, fsync, fsync_tree, move_aside
+from semseg.contract.files import fsync, fsync_tree, link_or_copy, move_aside, no_partial
 from semseg.fit.early_stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,31 @@ class CheckpointStore:
     ) -> Path:
         """Write the checkpoint of a completed epoch; keep only it and the best weights. `outputs`: plain data
         of semseg.outputs.recorder for a resumed job's curves and evaluation.json (in meta.json)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"epoch-{epoch:04d}"
         tmp = self.folder / f".{final.name}.tmp"
+        with no_partial(final, tmp):
+            self._write(tmp, epoch, state, early_stopping, is_best, outputs)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        fsync(self.folder)
+        if is_best:  # after the epoch is final: a crash between the two is repaired by `restore`
+            link_or_copy(final / state.files[0], self.folder / state.best_file)
+        for old in self.folder.glob("epoch-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _write(
+        self,
+        tmp: Path,
+        epoch: int,
+        state: EngineState,
+        early_stopping: EarlyStopping,
+        is_best: bool,
+        outputs: dict[str, Any] | None,
+    ) -> None:
+        """The epoch's checkpoint in the folder `tmp`, flushed to the disk."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         state.save(tmp)
@@ -97,15 +121,6 @@ class CheckpointStore:
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         fsync_tree(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        fsync(self.folder)
-        if is_best:  # after the epoch is final: a crash between the two is repaired by `restore`
-            copy_file(final / state.files[0], self.folder / state.best_file)
-        for old in self.folder.glob("epoch-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def restore(self, state: EngineState, *, tidy: bool = True) -> Resume | None:
         """Load the newest valid checkpoint into `state`; None when there is none. `tidy` (the one host that writes
@@ -137,8 +152,8 @@ class CheckpointStore:
     def _load(self, candidate: Path, meta: dict[str, Any], state: EngineState, tidy: bool) -> Resume:
         state.load(candidate)
         best = self.folder / state.best_file
-        if meta.get("is_best") and tidy:  # the best weights are this epoch's: the copy may not have happened
-            copy_file(candidate / state.files[0], best)
+        if meta.get("is_best") and tidy:  # the best weights are this epoch's: the link may not have happened
+            link_or_copy(candidate / state.files[0], best)
         log.info("Resuming from checkpoint %s (epoch %d done)", candidate, meta["epoch"])
         changed = self._changed(meta)
         if changed:

@@ -1,6 +1,7 @@
 """What a job does at the loop's events: per-epoch seeding, the managed log lines (and our per-class table and
 time left, semseg.fit.progress), the best weights whenever mIOU improves, what people look at (output/data and
-TensorBoard, semseg.outputs.recorder), and a checkpoint after every epoch. The same for every engine."""
+TensorBoard, semseg.outputs.recorder), and a checkpoint after every epoch (one that a full or read-only volume
+refuses is an error line, and training goes on: semseg.fit.disk). The same for every engine."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from semseg.contract.files import BEST_PARAMS
+from semseg.contract.config import Config
+from semseg.contract.files import BEST_PARAMS, VolumeError
 from semseg.contract.report import Reporter
 from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
+from semseg.fit.disk import log_checkpoint_failure
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.loop import EpochResult
 from semseg.fit.progress import TimeLeft, log_class_table
@@ -28,6 +31,7 @@ class JobState(EngineState, Weights, Protocol):
 class JobHooks:
     def __init__(
         self,
+        config: Config,
         reporter: Reporter,
         state: JobState,
         model_dir: Path | None,
@@ -38,6 +42,7 @@ class JobHooks:
         outputs: Outputs | None = None,
     ) -> None:
         """`outputs`: output/data and TensorBoard (None: a host other than the first)."""
+        self.config = config
         self.outputs = outputs
         self.time_left = time_left
         self.reporter = reporter
@@ -73,7 +78,10 @@ class JobHooks:
             self.outputs.epoch_end(result, is_best)
         if self.checkpoints is not None:
             record = self.outputs.record() if self.outputs is not None else None
-            self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best, record)
+            try:
+                self.checkpoints.save(result.epoch, self.state, self.early_stopping, is_best, record)
+            except VolumeError as exc:  # the model is what the job is for: the next epoch tries again
+                log_checkpoint_failure(result.epoch, exc, self.config, self.checkpoints.folder)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -17,12 +17,14 @@ import numpy as np
 
 from semseg.contract.config import Config
 from semseg.contract.errors import AlgorithmError, Stopped
+from semseg.contract.files import VolumeError
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.report import Reporter
 from semseg.contract.signals import StopSignal
 from semseg.fit.artifacts import finish, restore_best, write_hyperparams
 from semseg.fit.checkpoint import CheckpointStore
+from semseg.fit.disk import model_folder_error
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.hooks import JobHooks, JobState, epoch_seed
 from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
@@ -79,7 +81,17 @@ class Start:
 
 
 def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
-    """The job from hyperparams.json to its artifacts; Stopped when a signal ended it (after the artifacts)."""
+    """The job from hyperparams.json to its artifacts; Stopped when a signal ended it (after the artifacts); a
+    model folder that fills up or is read-only, a ClientError that says so (semseg.fit.disk)."""
+    try:
+        return _run_job(job, config, options, stop, session)
+    except VolumeError as exc:
+        if job.paths.model_dir in exc.path.parents:
+            raise model_folder_error(exc, config, job.paths.model_dir) from exc
+        raise
+
+
+def _run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
     model_dir = job.paths.model_dir
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", config.iterations_per_epoch, config.epochs)
     if session.leader:
@@ -133,6 +145,7 @@ def train_epochs(
     outputs = open_outputs(job, config, session, start) if session.leader else None
     reporter = Reporter(job.current_host, config.epochs, enabled=session.report)
     hooks = JobHooks(
+        config,
         reporter,
         session.state,
         model_dir if session.leader else None,

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 EVENTS = "events.out.tfevents."  # the prefix of every event file's name
 FLUSH_S = 30  # at most this long between a value and its event file on the disk (and in S3)
+# tensorboardX queues events for a writer thread, which dies when a write fails (a full volume), after which a full
+# queue blocks the job for ever: a queue no epoch's events can fill, and the thread checked before every write.
+MAX_QUEUE = 10_000
 
 
 class Board:
@@ -53,7 +56,13 @@ class Board:
                 _set_aside_earlier(folder)
             purge = first_epoch * max(1, iterations_per_epoch) + 1 if first_epoch else None  # its first update
             # the pid: a resumed job's file never takes the name of the one it continues (named by the second)
-            writer = SummaryWriter(str(folder), purge_step=purge, flush_secs=FLUSH_S, filename_suffix=f".{os.getpid()}")
+            writer = SummaryWriter(
+                str(folder),
+                purge_step=purge,
+                flush_secs=FLUSH_S,
+                max_queue=MAX_QUEUE,
+                filename_suffix=f".{os.getpid()}",
+            )
         except Exception as exc:  # noqa: BLE001  # TensorBoard is for people: never the job's failure
             log.warning("No TensorBoard event files in %s (%s); training goes on", folder, exc)
             return None
@@ -99,11 +108,26 @@ class Board:
     def _write(self, write: Any) -> None:
         if self.writer is None:
             return
+        if not _writing(self.writer):
+            log.warning(
+                "TensorBoard event files stop here (their writer failed, the volume may be full); training goes on"
+            )
+            self.writer = None
+            return
         try:
             write(self.writer)
         except Exception as exc:  # noqa: BLE001
             log.warning("TensorBoard event files stop here (%s); training goes on", exc)
             self.writer = None
+
+
+def _writing(writer: Any) -> bool:
+    """Whether every event file's writer thread of `writer` (a tensorboardX SummaryWriter) still runs."""
+    for file_writer in (writer.all_writers or {}).values():
+        worker = getattr(getattr(file_writer, "event_writer", None), "_worker", None)
+        if worker is not None and not worker.is_alive():
+            return False
+    return True
 
 
 def _set_aside_earlier(folder: Path) -> None:
