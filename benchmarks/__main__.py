@@ -1,8 +1,9 @@
 """`make bench` / `python -m benchmarks [--quick] [NAME ...]`: every benchmark, tables on stdout, JSON in
 benchmarks/out/. NAME: input_pipeline, pipe_mode, pipe_processes (Pipe mode fed to several torch processes),
 validation, several_hosts, overhead, train_step, serving, memory, imbalanced (class weights and test-time
-augmentation), outputs (TensorBoard and pictures), gpu_torch (the PyTorch engine on a GPU; `gpu` is its old name),
-gpu_mxnet, gpu_pipe (Pipe mode on the torch engine; all three skipped without a GPU).
+augmentation), thin_classes (DeepLabV3+ against DeepLabV3 and FCN), outputs (TensorBoard and pictures),
+gpu_torch (the PyTorch engine on a GPU; `gpu` is its old name), gpu_mxnet, gpu_pipe (Pipe mode on the torch
+engine; all three skipped without a GPU).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
 (semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
@@ -30,6 +31,7 @@ NAMES = (
     "serving",
     "memory",
     "imbalanced",
+    "thin_classes",
     "outputs",
     "gpu_torch",
     "gpu_mxnet",

@@ -1,5 +1,5 @@
-"""GPU training throughput of our training step: fcn/psp/deeplab resnet-50 at crop 240 and 480, float32 and
-AMP (`precision_dtype=float16`), batch 16, on GPU 0. Skipped, saying so, on a machine without a GPU.
+"""GPU training throughput of our training step: fcn/psp/deeplab/deeplabv3plus resnet-50 at crop 240 and 480,
+float32 and AMP (`precision_dtype=float16`), batch 16, on GPU 0. Skipped, saying so, on a machine without a GPU.
 
 The managed algorithm's own log shows about 55 samples/s (crop 240, batch 16, one V100); the target on one
 H100 is 4x that. Each configuration runs in a worker process of its own (benchmarks/train_step_worker.py).
@@ -40,7 +40,7 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
         return []
     results = [
         measure(algorithm, crop, precision, iterations=5 if quick else 20, rounds=2 if quick else 3)
-        for algorithm in ("fcn", "psp", "deeplab")
+        for algorithm in ("fcn", "psp", "deeplab", "deeplabv3plus")
         for crop in (240, 480)
         for precision in ("float32", "float16")
     ]

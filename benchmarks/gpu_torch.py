@@ -1,5 +1,5 @@
-"""GPU training throughput of the PyTorch engine (SEMSEG_ENGINE=torch): fcn/psp/deeplab resnet-50, crop 240 and
-480, float32 (TF32) and bf16 autocast (`precision_dtype=float16`), batch 16, on GPU 0.
+"""GPU training throughput of the PyTorch engine (SEMSEG_ENGINE=torch): fcn/psp/deeplab/deeplabv3plus resnet-50,
+crop 240 and 480, float32 (TF32) and bf16 autocast (`precision_dtype=float16`), batch 16, on GPU 0.
 
 Two figures per configuration, in the same run: our whole loop (TorchLoop.train_epoch over the real data
 pipeline: JPEG/PNG files decoded, augmented and batched by DataLoader workers, normalised on the GPU) and the
@@ -113,7 +113,7 @@ def main(quick: bool = False, device: torch.device | None = None, crops: tuple[i
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     base = make_job(Path(tempfile.mkdtemp(prefix="semseg-gpu-bench-")), images=IMAGES, size=max(IMAGE_SIDE, *crops))
     results = []
-    for algorithm in ("fcn", "psp", "deeplab"):
+    for algorithm in ("fcn", "psp", "deeplab", "deeplabv3plus"):
         for crop in crops:
             for precision in ("float32", "bf16"):
                 try:

@@ -31,8 +31,11 @@ SEEDS = (0, 1)
 PREDICTIONS = {"plain": "", "flip": "tta=flip", "flip+3 scales": "tta=flip;scales=0.75,1,1.25"}
 
 
-def train(base: Path, weights: str | None, seed: int, images: int, size: int, epochs: int) -> dict[str, Any]:
+def train(
+    base: Path, weights: str | None, seed: int, images: int, size: int, epochs: int, algorithm: str = "fcn"
+) -> dict[str, Any]:
     hp = {**LEARNING_HYPERPARAMETERS, "epochs": epochs, "num_training_samples": images, "validation_mini_batch_size": 1}
+    hp["algorithm"] = algorithm
     if weights:
         hp["class_weights"] = weights
     make_job(

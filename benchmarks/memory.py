@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.common import save
 
 POINTS = ((128, 1), (192, 2))  # (crop, batch): two sizes, activations 1 : 4.5
-NETWORKS = [(a, b) for a in ("fcn", "psp", "deeplab") for b in ("resnet-50", "resnet-101")]
+NETWORKS = [(a, b) for a in ("fcn", "psp", "deeplab", "deeplabv3plus") for b in ("resnet-50", "resnet-101")]
 
 
 def worker(algorithm: str, backbone: str, crop: int, batch: int, mode: str) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def measure(algorithm: str, crop: int, batch: int, iterations: int, rounds: int)
 def main(quick: bool = False) -> list[dict[str, Any]]:
     results = [
         measure(algorithm, 240, batch=4, iterations=2 if quick else 4, rounds=2 if quick else 3)
-        for algorithm in ("fcn", "psp", "deeplab")
+        for algorithm in ("fcn", "psp", "deeplab", "deeplabv3plus")
     ]
     threads = results[0]["threads"]  # the same for every algorithm
     print(

@@ -71,7 +71,7 @@ def test_pretrained_job_end_to_end(train_job, tmp_path: Path) -> None:
     assert any(m.startswith("Loaded ImageNet backbone weights from ") for m in run.messages)
 
 
-@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
+@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab", "deeplabv3plus"])
 def test_resnet101_builds_and_runs(algorithm: str) -> None:
     config = dataclasses.replace(CONFIG, backbone="resnet-101", algorithm=algorithm)
     net = build_model(config, [mx.cpu()])

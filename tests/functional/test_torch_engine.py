@@ -15,7 +15,7 @@ import torch
 
 from semseg.contract.config import Config
 from semseg.engines.mxnet import optim
-from semseg.engines.mxnet.network import build_model
+from semseg.engines.mxnet.network import build_model, set_output_size
 from semseg.engines.torch.convert import from_gluon, to_gluon
 from semseg.engines.torch.network import MXNetBatchNorm, SegmentationNet
 from semseg.engines.torch.optim import MXNetOptimizer
@@ -38,7 +38,7 @@ def randomized(net: mx.gluon.Block, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("backbone", ["resnet-50", "resnet-101"])
-@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
+@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab", "deeplabv3plus"])
 def test_networks_reproduce_gluoncv(algorithm: str, backbone: str) -> None:
     config = Config(
         num_classes=5, num_training_samples=4, crop_size=48, algorithm=algorithm, backbone=backbone,
@@ -57,6 +57,13 @@ def test_networks_reproduce_gluoncv(algorithm: str, backbone: str) -> None:
     for mine, reference in zip(ours, theirs, strict=True):  # main head and aux head
         assert np.abs(mine - reference).max() / np.abs(reference).max() < 1e-4
         assert (mine.argmax(axis=1) == reference.argmax(axis=1)).all()
+    set_output_size(gluon, 41, 53)  # a size of no multiple of 8: the decoder's stride-4 features are 11 x 14
+    x = np.random.default_rng(2).normal(size=(1, 3, 41, 53)).astype("float32")
+    with torch.no_grad():
+        mine = net(torch.from_numpy(x))[0].numpy()
+    reference = gluon(mx.nd.array(x))[0].asnumpy()
+    assert mine.shape == reference.shape == (1, 5, 41, 53)
+    assert np.abs(mine - reference).max() / np.abs(reference).max() < 1e-4
 
 
 def test_batchnorm_running_statistics_and_gradients_are_mxnets() -> None:

@@ -251,3 +251,10 @@ def test_config_is_frozen() -> None:
     config = make()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3  # type: ignore[misc]
+
+
+def test_deeplabv3plus_is_accepted_and_an_unknown_algorithm_names_it() -> None:
+    config = Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3plus"})
+    assert config.algorithm == "deeplabv3plus" and config.to_hyperparameters()["algorithm"] == "deeplabv3plus"
+    with pytest.raises(ClientError, match="deeplabv3plus"):
+        Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3+"})

@@ -20,7 +20,7 @@ from semseg.contract.errors import ClientError
 log = logging.getLogger(__name__)
 
 BACKBONES = ("resnet-50", "resnet-101")
-ALGORITHMS = ("fcn", "psp", "deeplab")
+ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus")  # deeplabv3plus: this image's extension
 OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
 MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 LR_SCHEDULERS = ("step", "poly", "cosine")

@@ -36,6 +36,8 @@ WEIGHT_BYTES: dict[tuple[str, str], int] = {
     ("psp", "resnet-101"): 272_713_110,
     ("deeplab", "resnet-50"): 168_718_032,
     ("deeplab", "resnet-101"): 244_912_414,
+    ("deeplabv3plus", "resnet-50"): 171_574_371,
+    ("deeplabv3plus", "resnet-101"): 247_768_753,
 }
 BYTES_PER_CLASS = 3_080
 OPTIMIZER_STATES = {"sgd": 1, "nag": 1, "adam": 2, "rmsprop": 1, "adagrad": 1}  # per weight (sgd: with momentum)

@@ -35,6 +35,8 @@ BYTES_PER_PIXEL: dict[tuple[str, str], tuple[float, float]] = {
     ("psp", "resnet-101"): (16700.0, 1600.0),
     ("deeplab", "resnet-50"): (13500.0, 1200.0),
     ("deeplab", "resnet-101"): (18400.0, 1700.0),
+    ("deeplabv3plus", "resnet-50"): (13300.0, 2300.0),  # training: deeplab's x its ratio in one run (2026-12-05)
+    ("deeplabv3plus", "resnet-101"): (18500.0, 1100.0),
 }
 FLOAT16_SHARE = 0.5  # float16 activations
 SAFETY = 0.5  # refuse only when half the estimate does not fit

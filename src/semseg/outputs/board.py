@@ -123,7 +123,7 @@ class Board:
 
 def _writing(writer: Any) -> bool:
     """Whether every event file's writer thread of `writer` (a tensorboardX SummaryWriter) still runs."""
-    for file_writer in (writer.all_writers or {}).values():
+    for file_writer in (getattr(writer, "all_writers", None) or {}).values():
         worker = getattr(getattr(file_writer, "event_writer", None), "_worker", None)
         if worker is not None and not worker.is_alive():
             return False

@@ -28,6 +28,9 @@ def _import_gluoncv() -> ModuleType:
 gluoncv = _import_gluoncv()
 
 from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet  # noqa: E402
+from gluoncv.model_zoo.deeplabv3 import _ASPP as ASPP  # noqa: E402
+from gluoncv.model_zoo.fcn import _FCNHead as FCNHead  # noqa: E402
 from gluoncv.model_zoo.model_store import short_hash  # noqa: E402
+from gluoncv.model_zoo.segbase import SegBaseModel  # noqa: E402
 
-__all__ = ["FCN", "DeepLabV3", "PSPNet", "gluoncv", "short_hash"]
+__all__ = ["ASPP", "FCN", "DeepLabV3", "FCNHead", "PSPNet", "SegBaseModel", "gluoncv", "short_hash"]

@@ -1,4 +1,5 @@
-"""Build GluonCV's FCN / PSPNet / DeepLabV3; load ImageNet backbone weights and model folders.
+"""Build GluonCV's FCN / PSPNet / DeepLabV3 (and our DeepLabV3+ of GluonCV's parts); load ImageNet backbone
+weights and model folders.
 
 Pretrained weights are never downloaded: they are looked up in `$MXNET_HOME/models` (GluonCV's own
 store; the image fills it at build time) under GluonCV's file name `resnet50_v1s-<hash>.params`.
@@ -22,12 +23,13 @@ from mxnet.gluon import HybridBlock
 from semseg.contract.config import OUTPUT_STRIDE, Config
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
+from semseg.engines.mxnet.deeplabv3plus import DeepLabV3Plus
 from semseg.engines.mxnet.gluoncv_import import FCN, DeepLabV3, PSPNet
 from semseg.engines.weights import BACKBONE_PARTS, GLUONCV_BACKBONES, backbone_weights_file
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASSES = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3}
+MODEL_CLASSES = {"fcn": FCN, "psp": PSPNet, "deeplab": DeepLabV3, "deeplabv3plus": DeepLabV3Plus}
 DEFAULT_BASE_SIZE = 520  # GluonCV's; only stored on the model, not used by its forward pass
 
 

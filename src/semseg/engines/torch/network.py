@@ -187,7 +187,29 @@ class _DeepLabHead(nn.Module):
         return self.block(self.aspp(x))
 
 
+class _DeepLabV3PlusHead(nn.Module):
+    """semseg.engines.mxnet.deeplabv3plus's head: ASPP, the decoder on the stride-4 features, the classifier."""
+
+    def __init__(self, classes: int, norm: Norm) -> None:
+        super().__init__()
+        self.aspp = _ASPP(2048, norm)
+        self.reduce = _conv_bn_relu(256, 48, norm)
+        self.block = nn.Sequential(
+            *_conv_bn_relu(256 + 48, 256, norm, kernel=3),
+            *_conv_bn_relu(256, 256, norm, kernel=3),
+            nn.Dropout(0.1),
+            nn.Conv2d(256, classes, 1),
+        )
+
+    def forward(self, x: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        low = self.reduce(low)
+        x = F.interpolate(self.aspp(x), size=low.shape[2:], mode="bilinear", align_corners=True)
+        return self.block(torch.cat([x, low], dim=1))
+
+
 def _head(algorithm: str, classes: int, norm: Norm) -> nn.Module:
+    if algorithm == "deeplabv3plus":
+        return _DeepLabV3PlusHead(classes, norm)
     if algorithm == "fcn":
         return _FCNHead(2048, classes, norm)
     if algorithm == "psp":
@@ -225,9 +247,11 @@ class SegmentationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         size = x.shape[2:]
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        c3 = self.layer3(self.layer2(self.layer1(x)))
+        c1 = self.layer1(x)
+        c3 = self.layer3(self.layer2(c1))
         c4 = self.layer4(c3)
-        outputs = [F.interpolate(self.head(c4), size=size, mode="bilinear", align_corners=True)]
+        head = self.head(c4, c1) if isinstance(self.head, _DeepLabV3PlusHead) else self.head(c4)
+        outputs = [F.interpolate(head, size=size, mode="bilinear", align_corners=True)]
         if self.auxlayer is not None:
             outputs.append(F.interpolate(self.auxlayer(c3), size=size, mode="bilinear", align_corners=True))
         return tuple(outputs)
