@@ -254,7 +254,8 @@ def test_config_is_frozen() -> None:
 
 
 def test_deeplabv3plus_is_accepted_and_an_unknown_algorithm_names_it() -> None:
-    config = Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3plus"})
+    given = {"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3plus"}
+    config = Config.from_hyperparameters(given)
     assert config.algorithm == "deeplabv3plus" and config.to_hyperparameters()["algorithm"] == "deeplabv3plus"
     with pytest.raises(ClientError, match="deeplabv3plus"):
         Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3+"})
