@@ -42,11 +42,16 @@ class VolumeError(OSError):
         super().__init__(errno.EROFS if read_only else errno.ENOSPC, f"{path} cannot be written: {path.parent} {state}")
 
 
-def free_bytes(folder: Path) -> int:
-    """The bytes free to this process in `folder`'s volume (of its nearest existing parent)."""
+def existing(folder: Path) -> Path:
+    """`folder`, or its nearest parent that exists (on the same volume, where it will be made)."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return folder
+
+
+def free_bytes(folder: Path) -> int:
+    """The bytes free to this process in `folder`'s volume."""
+    return shutil.disk_usage(existing(folder)).free
 
 
 def volume_problem(folder: Path, exc: BaseException) -> str | None:
@@ -69,17 +74,14 @@ def no_partial(target: Path, *partial: Path) -> Iterator[None]:
     VolumeError when it failed because `target`'s volume is full or read-only."""
     try:
         yield
-    except Exception as exc:
-        problem = volume_problem(target.parent, exc)  # before the partial files are removed: they fill the volume
+    except BaseException as exc:
+        # asked before the partial files are removed (they fill the volume); not for a stop signal's exception
+        problem = volume_problem(target.parent, exc) if isinstance(exc, Exception) else None
         for path in partial:
             discard(path)
         if problem is None or isinstance(exc, VolumeError):
             raise
         raise VolumeError(target, problem == "read-only", free_bytes(target.parent)) from exc
-    except BaseException:
-        for path in partial:
-            discard(path)
-        raise
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:

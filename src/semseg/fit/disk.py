@@ -24,7 +24,7 @@ from pathlib import Path
 
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
-from semseg.contract.files import MB, VolumeError, free_bytes
+from semseg.contract.files import MB, VolumeError, existing, free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,4 @@ def _check_writable(folder: Path) -> None:
 
 
 def _volume(folder: Path) -> int:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return os.stat(folder).st_dev
+    return os.stat(existing(folder)).st_dev

@@ -45,10 +45,9 @@ def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings
 
 def check_gpus(gpus: Sequence[Gpu]) -> None:
     """ClientError for a GPU this image's torch has no code for, or a driver too old for its CUDA (no torch loads)."""
-    from semseg.engines.gpus import driver_version
-    from semseg.engines.torch.support import check_supported
+    from semseg.engines.torch.support import check_host
 
-    check_supported(gpus, driver_version() if gpus else None)
+    check_host(gpus)
 
 
 ENGINE = Engine("torch", "PyTorch", train, check_model, load_predictor, check_gpus, autocast=True)

@@ -11,8 +11,8 @@ import torch
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
-from semseg.engines.gpus import check_precision, check_usable, devices_to_use, driver_version, visible_gpus
-from semseg.engines.torch.support import IMAGE, check_supported
+from semseg.engines.gpus import check_precision, check_usable, devices_to_use, visible_gpus
+from semseg.engines.torch.support import IMAGE, check_host
 from semseg.fit.memory import DeviceMemory, gpu_memory, host_memory
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def plan_devices(config: Config, options: RunOptions, share: int | None = None, 
         check_precision(config, on_gpu=False)
         return Plan("cpu", processes, hosts)
     gpus = visible_gpus()
-    check_supported(gpus, driver_version() if gpus else None)  # before CUDA starts: no code, or a driver too old
+    check_host(gpus)  # before CUDA starts: a GPU without code, or a driver too old
     usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if usable:
         _check_arch()

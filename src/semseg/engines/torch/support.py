@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from semseg.contract.errors import ClientError
-from semseg.engines.gpus import Gpu
+from semseg.engines.gpus import Gpu, driver_version
 
 TORCH_VERSION = "2.10.0"  # requirements/torch.txt; a unit test holds them equal
 CUDA_VERSION = "12.8"
@@ -38,6 +38,11 @@ def has_code(capability: Arch, carried: Collection[Arch], ptx: Collection[Arch] 
     return any(major == capability[0] and minor <= capability[1] for major, minor in carried) or any(
         built <= capability for built in ptx
     )
+
+
+def check_host(gpus: Sequence[Gpu]) -> None:
+    """check_supported with the host's driver, asked only where the driver lists GPUs (no PyTorch loads)."""
+    check_supported(gpus, driver_version() if gpus else None)
 
 
 def check_supported(gpus: Sequence[Gpu], driver: int | None) -> None:
