@@ -15,6 +15,11 @@ import pytest
 # depends on the thread count and timing, so only single-threaded CPU runs repeat to the bit, which the
 # determinism and resume tests compare. The product's own default (semseg.threads) is tested on its own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No ONNX export (about 2 s and 130 MB per job) and no INT8 (its calibration and gate) after the many jobs that test
+# something else: tests/functional/test_export.py turns them on, and the container tests run the image's defaults.
+EXPORT_OFF = {"SEMSEG_EXPORT": "false", "SEMSEG_INT8": "false"}
+for _name, _value in EXPORT_OFF.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import semseg.engines.mxnet.gluoncv_import  # noqa: F401  # first: GluonCV refus
 from semseg.cli import main
 from semseg.contract.report import METRIC_REGEXES
 from semseg.example import make_job
+from tests.conftest import EXPORT_OFF
 
 
 class JobOutputs:
@@ -61,7 +62,8 @@ def train_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
             base = make_job(tmp_path / f"job{next(counter)}", hyperparameters=hp, **{**defaults, **kwargs})
         caplog.clear()
         with caplog.at_level("INFO"):
-            code = main(["train"], {"SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", **(env or {})}).code
+            given = {"SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", **EXPORT_OFF, **(env or {})}
+            code = main(["train"], given).code
         return Run(code, base, [r.getMessage() for r in caplog.records])
 
     return run

@@ -25,6 +25,7 @@ from semseg.engines.mxnet.predict import Predictor, Scorer, normalize, window_st
 from semseg.example import make_job
 from semseg.serving.app import App
 from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
+from tests.conftest import EXPORT_OFF
 
 CLASSES = 3
 CROP = 32
@@ -35,7 +36,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
     """A model trained by a real (tiny) job: FCN ResNet-50, 3 classes, crop 32."""
     hp = {"epochs": 1, "mini_batch_size": 4, "validation_mini_batch_size": 2, "crop_size": CROP}
     base = make_job(tmp_path_factory.mktemp("serve") / "ml", images=8, size=32, hyperparameters=hp)
-    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base)}).code == 0
+    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base), **EXPORT_OFF}).code == 0
     return read_model_folder(base / "model", "the test model")
 
 

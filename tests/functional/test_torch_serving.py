@@ -119,7 +119,7 @@ def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[A
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert "SEMSEG_ENGINE=torch: serving with PyTorch on the CPU" in out
-    assert "with the PyTorch engine on port" in out and "(PyTorch 2." in out, out[-3000:]
+    assert "on the PyTorch engine (" in out and "(PyTorch 2." in out, out[-3000:]
     assert proc.returncode == 0, out[-3000:]
 
 

@@ -22,6 +22,8 @@ FINAL_PARAMS = "model_algo-1"  # Gluon parameters at the end of training
 BEST_PARAMS = "model_best.params"  # Gluon parameters of the best validation mIOU (what hosting loads)
 HYPERPARAMS = "hyperparams.json"  # the final configuration
 EXPORT_PREFIX = "model"  # model-symbol.json + model-0000.params
+ONNX_FP32 = "model.onnx"  # the best weights as an ONNX graph that takes uint8 images (semseg.export)
+ONNX_INT8 = "model-int8.onnx"  # its INT8 version, kept only where it passed the accuracy gate
 PREVIOUS = "previous-"  # what an earlier job left in a reused folder, moved aside: previous-<UTC time>/
 WEIGHT_FILES = (BEST_PARAMS, FINAL_PARAMS)  # which weights of a model folder to load, in order of preference
 

@@ -119,6 +119,12 @@ _TRAINING = (
     Setting("SEMSEG_PEER_TIMEOUT", DEFAULT_PEER_TIMEOUT_S, float, low=2),
     Setting("SEMSEG_WATCH", True, bool),
     Setting("OMP_NUM_THREADS", None, low=1, shown="physical cores available"),  # set by semseg.threads when unset
+    Setting("SEMSEG_EXPORT", True, bool),  # model.onnx at the end of training (semseg.export)
+    Setting("SEMSEG_INT8", True, bool),  # and model-int8.onnx where it passes its gate
+    Setting("SEMSEG_INT8_CALIBRATION_IMAGES", 100, low=1, high=1000),
+    Setting("SEMSEG_INT8_VALIDATION_IMAGES", 500, low=1),
+    Setting("SEMSEG_INT8_MAX_MIOU_LOSS", 0.5, float, low=0),
+    Setting("SEMSEG_INT8_MAX_CLASS_LOSS", 2.0, float, low=0),
 )
 _SERVING = (
     Setting("SAGEMAKER_BIND_TO_PORT", 8080),
@@ -128,6 +134,8 @@ _SERVING = (
     Setting("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", None, low=1, shown="the workers"),
     Setting("SEMSEG_SERVE_AUTOCAST", None, str, choices=("bfloat16", "float16")),
     Setting("SEMSEG_TTA", None, str, valid_text="test-time augmentation attributes"),
+    Setting("SEMSEG_SERVE_MODEL", "auto", str, choices=("auto", "int8", "fp32", "engine")),
+    Setting("SEMSEG_SERVE_RUNTIME", "openvino", str, choices=("openvino", "onnxruntime")),
 )
 TRAINING_SETTINGS = {s.name: s for s in _TRAINING}
 SERVING_SETTINGS = {s.name: s for s in _SERVING}
@@ -149,6 +157,18 @@ class PipeSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """What the end of training exports (semseg.export.job)."""
+
+    export: bool = True  # SEMSEG_EXPORT: model.onnx
+    int8: bool = True  # SEMSEG_INT8: model-int8.onnx, kept where it passes the gate
+    calibration_images: int = 100  # SEMSEG_INT8_CALIBRATION_IMAGES: training images, evenly spaced
+    validation_images: int = 500  # SEMSEG_INT8_VALIDATION_IMAGES: the gate's, evenly spaced
+    max_miou_loss: float = 0.5  # SEMSEG_INT8_MAX_MIOU_LOSS: points of mIOU INT8 may lose against FP32
+    max_class_loss: float = 2.0  # SEMSEG_INT8_MAX_CLASS_LOSS: points of IoU any class may lose
+
+
+@dataclass(frozen=True)
 class RunOptions:
     weights_root: Path  # GluonCV's weight store: $MXNET_HOME/models, else ~/.mxnet/models
     seed: int = 0  # SEMSEG_SEED
@@ -163,6 +183,7 @@ class RunOptions:
     ps_port: int = 8000  # SEMSEG_PS_PORT: several hosts: the scheduler's port; + 1 + rank: peer watch
     master_port: int = 7777  # SEMSEG_MASTER_PORT: torch, several hosts: the rendezvous; + 1 + rank
     peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S  # SEMSEG_PEER_TIMEOUT: a host silent this long has failed
+    export: ExportSettings = field(default_factory=ExportSettings)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunOptions:
@@ -183,6 +204,14 @@ class RunOptions:
             ps_port=get("SEMSEG_PS_PORT"),
             master_port=get("SEMSEG_MASTER_PORT"),
             peer_timeout_s=get("SEMSEG_PEER_TIMEOUT"),
+            export=ExportSettings(
+                get("SEMSEG_EXPORT"),
+                get("SEMSEG_INT8"),
+                get("SEMSEG_INT8_CALIBRATION_IMAGES"),
+                get("SEMSEG_INT8_VALIDATION_IMAGES"),
+                get("SEMSEG_INT8_MAX_MIOU_LOSS"),
+                get("SEMSEG_INT8_MAX_CLASS_LOSS"),
+            ),
         )
 
     def pipe(self, should_stop: Callable[[], bool]) -> PipeSettings:
@@ -209,6 +238,8 @@ class ServeOptions:
     max_concurrent_transforms: int | None = None  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS
     autocast: str | None = None  # SEMSEG_SERVE_AUTOCAST: bfloat16 or float16
     tta: str | None = None  # SEMSEG_TTA: the test-time augmentation of requests without custom attributes
+    model: str = "auto"  # SEMSEG_SERVE_MODEL: auto, int8, fp32 (the exports) or engine (the GluonCV weights)
+    runtime: str = "openvino"  # SEMSEG_SERVE_RUNTIME: the exports' runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ServeOptions:
@@ -223,4 +254,6 @@ class ServeOptions:
             max_concurrent_transforms=get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
             autocast=get("SEMSEG_SERVE_AUTOCAST"),
             tta=get("SEMSEG_TTA"),
+            model=get("SEMSEG_SERVE_MODEL"),
+            runtime=get("SEMSEG_SERVE_RUNTIME"),
         )

@@ -5,7 +5,8 @@ loss, devices, files, predict, loader, job, hosts, exchange) and defines its rec
 its `__init__`, which loads no framework: the framework loads when the record's functions are called. The server
 calls only the record's serving functions, which load the engine's `predict` and never its training loop.
 
-Adding an engine (or another runtime that serves) is one more line in ENGINES and a folder of its own.
+Adding an engine is one more line in ENGINES and a folder of its own; a runtime that serves exported models is a
+`Served` record (semseg.export.serve).
 An engine provides the math only; every promise of a job is kept above it, in `semseg.fit`.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 import importlib
 
 from semseg.contract.errors import ClientError
-from semseg.engines.record import Engine, Predictor, PredictorSettings
+from semseg.engines.record import Engine, Predictor, PredictorSettings, Served
 
-__all__ = ["ENGINES", "Engine", "Predictor", "PredictorSettings", "engine"]
+__all__ = ["ENGINES", "Engine", "Predictor", "PredictorSettings", "Served", "engine"]
 
 # SEMSEG_ENGINE's values -> the module whose ENGINE is that engine's record; the first is the default.
 ENGINES = {"mxnet": "semseg.engines.mxnet", "torch": "semseg.engines.torch"}

@@ -37,10 +37,22 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class PredictorSettings:
-    """How a server worker's predictor runs: its pixel budget, and the autocast type (engines that have it)."""
+    """How a server worker's predictor runs: its pixel budget, the autocast type (engines that have it), and its
+    threads on the CPU (0: the runtime's default; the engines read OMP_NUM_THREADS)."""
 
     pixel_budget: int
     autocast: str | None = None
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Served:
+    """What answers a server's requests: an engine's network, or an exported model on a runtime (semseg.export.serve).
+    Its functions are module-level (or partials of them), so the server's parent can check in a child process."""
+
+    label: str  # for the start log: which model, on what
+    check_model: Callable[[ModelFolder], str]  # "" when the model loads and answers, else the ClientError's message
+    load_predictor: Callable[[ModelFolder, str, PredictorSettings], Predictor]  # on "cpu" or "gpu:<i>"
 
 
 @dataclass(frozen=True)
@@ -52,3 +64,7 @@ class Engine:
     load_predictor: Callable[[ModelFolder, str, PredictorSettings], Predictor]  # on "cpu" or "gpu:<i>"
     check_gpus: Callable[[Sequence[Gpu]], None]  # ClientError for a GPU it cannot run (before any framework loads)
     autocast: bool = False  # whether its predictor computes under autocast (SEMSEG_SERVE_AUTOCAST)
+
+    def served(self, folder: ModelFolder) -> Served:
+        """The folder's GluonCV weights on this engine."""
+        return Served(f"{folder.weights.name} on the {self.label} engine", self.check_model, self.load_predictor)

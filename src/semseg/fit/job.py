@@ -1,7 +1,8 @@
 """A training job's life, written once for every engine: hyperparams.json, resume from the newest checkpoint,
 fit with the job's hooks (metric lines, best weights, checkpoints), early stopping, divergence, and the
-artifacts at the end, also after a stop request. The engine hands over its part as a `Session`: loop, state
-(checkpoint and GluonCV files), loaders, seeding, and its exchange with the other hosts.
+artifacts at the end, also after a stop request, then the exported model (semseg.export.job). The engine hands
+over its part as a `Session`: loop, state (checkpoint and GluonCV files), loaders, seeding, and its exchange with
+the other hosts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.report import Reporter
 from semseg.contract.signals import StopSignal
+from semseg.export.job import write_exports
 from semseg.fit.artifacts import finish, restore_best, write_hyperparams
 from semseg.fit.checkpoint import CheckpointStore
 from semseg.fit.disk import model_folder_error
@@ -103,6 +105,7 @@ def _run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, se
         session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
     if session.leader:
         finish(session.state, model_dir)
+        write_exports(job, config, options.export, options.pixel_budget, stopped=result.interrupted)
     return stopped_or(result, stop)
 
 

@@ -6,9 +6,10 @@ worker loads the model after the fork (no MXNet engine or GPU context crosses a 
 worker that dies or hangs past the timeout. SIGTERM: gunicorn stops accepting, lets running requests finish
 (up to the graceful timeout) and exits.
 
-The parent checks the model folder and the GPUs before starting workers, and has a child process load the
-weights into the network of hyperparams.json (the parent itself loads no framework), so a bad model ends the
-container at once (exit 2) with a message naming the file, instead of workers failing in a loop.
+The parent checks the model folder and the GPUs before starting workers, chooses what answers (the fastest model
+the folder holds on the CPU: semseg.export.serve), and has a child process load it (the parent itself loads no
+framework), so a bad model ends the container at once (exit 2) with a message naming the file, instead of
+workers failing in a loop.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from semseg.contract.errors import ClientError
 from semseg.contract.job import JobPaths
 from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import RunOptions, ServeOptions
-from semseg.engines import ENGINES, Engine, PredictorSettings, engine
+from semseg.engines import ENGINES, Engine, PredictorSettings, Served, engine
 from semseg.engines.gpus import visible_gpus
+from semseg.export.serve import choose
 from semseg.serving import tta
 from semseg.serving.app import App
 from semseg.serving.tta import Augmentation
@@ -50,23 +52,24 @@ class ServeSettings:
     max_payload_mb: int
     max_concurrent_transforms: int  # default one per worker
     augmentation: Augmentation  # a request's test-time augmentation without custom attributes
-    engine: str  # whose network predicts
+    engine: str  # SEMSEG_ENGINE
     predictor: PredictorSettings
 
     @classmethod
     def of(cls, given: ServeOptions, gpus: int, cores: int, pixel_budget: int, served_by: Engine) -> ServeSettings:
         workers = given.workers or gpus or cores
+        threads = max(1, cores // workers)
         return cls(
             port=given.port,
             workers=workers,
             timeout_s=given.timeout_s,
             gpus=gpus,
-            threads_per_worker=max(1, cores // workers),
+            threads_per_worker=threads,
             max_payload_mb=given.max_payload_mb,
             max_concurrent_transforms=given.max_concurrent_transforms or workers,
             augmentation=_default_augmentation(given.tta),
             engine=served_by.name,
-            predictor=PredictorSettings(pixel_budget, _autocast(given.autocast, served_by)),
+            predictor=PredictorSettings(pixel_budget, _autocast(given.autocast, served_by), 0 if gpus else threads),
         )
 
 
@@ -89,9 +92,10 @@ def _default_augmentation(text: str | None) -> Augmentation:
 
 @dataclass(frozen=True)
 class ServePlan:
-    """What the server will run: the checked model folder and the settings."""
+    """What the server will run: the checked model folder, what answers, and the settings."""
 
     folder: ModelFolder
+    served: Served
     settings: ServeSettings
 
 
@@ -104,36 +108,33 @@ def plan(paths: JobPaths, options: RunOptions, given: ServeOptions) -> ServePlan
              f"{len(gpus)} GPU(s)" if gpus else "the CPU")  # fmt: skip
     served_by.check_gpus(gpus)
     settings = ServeSettings.of(given, len(gpus), recommended_threads(), options.pixel_budget, served_by)
-    _check_loads(folder, served_by.name)
-    return ServePlan(folder, settings)
+    served = choose(folder, given, len(gpus), served_by)
+    _check_loads(folder, served)
+    return ServePlan(folder, served, settings)
 
 
-def _check_loads(folder: ModelFolder, engine_name: str) -> None:
-    """ClientError unless the weights load into the network of hyperparams.json: tried in a child process, so
-    that this one (which forks the workers) loads no framework; a bad file ends `serve` before any worker."""
+def _check_loads(folder: ModelFolder, served: Served) -> None:
+    """ClientError unless the model loads (the weights into the network of hyperparams.json, or the export into
+    its runtime): tried in a child process, so that this one (which forks the workers) loads no framework; a bad
+    file ends `serve` before any worker."""
     started = time.monotonic()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        problem = pool.submit(_check_model, folder, engine_name).result()
+        problem = pool.submit(served.check_model, folder).result()
     if problem:
         raise ClientError(problem)
-    log.info("%s loads into its network (checked in %.1f s)", folder.weights, time.monotonic() - started)
-
-
-def _check_model(folder: ModelFolder, engine_name: str) -> str:
-    """In the child process: the engine's answer."""
-    return engine(engine_name).check_model(folder)
+    log.info("%s loads (checked in %.1f s)", served.label, time.monotonic() - started)
 
 
 def run(served: ServePlan, threads: str) -> None:
     """Run the server until it is stopped (gunicorn exits the process); `threads`: each worker's OpenMP threads."""
     folder, settings = served.folder, served.settings
     log.info(
-        "Serving %s (%s, %s, %d classes) with the %s engine on port %d with %d worker(s) on %s",
-        folder.weights,
+        "Serving %s: %s (%s, %s, %d classes) on port %d with %d worker(s) on %s",
+        folder.path,
+        served.served.label,
         folder.config.algorithm,
         folder.config.backbone,
         folder.config.num_classes,
-        engine(settings.engine).label,
         settings.port,
         settings.workers,
         f"{settings.gpus} GPU(s)" if settings.gpus else f"the CPU, {threads} thread(s) each",
@@ -142,12 +143,13 @@ def run(served: ServePlan, threads: str) -> None:
         log.info(
             "%s: requests without custom attributes are answered with %s", tta.ENV, settings.augmentation.describe()
         )
-    _Server(folder, settings).run()
+    _Server(folder, served.served, settings).run()
 
 
 class _Server(BaseApplication):
-    def __init__(self, folder: ModelFolder, settings: ServeSettings) -> None:
+    def __init__(self, folder: ModelFolder, served: Served, settings: ServeSettings) -> None:
         self.folder = folder
+        self.served = served
         self.settings = settings
         self.device = "cpu"  # a worker's: set after its fork (post_fork), "gpu:<id>" or "cpu"
         super().__init__()
@@ -171,7 +173,7 @@ class _Server(BaseApplication):
     def load(self) -> App:
         """In a worker: the model on this worker's device, ready to answer."""
         settings = self.settings
-        predictor = engine(settings.engine).load_predictor(self.folder, self.device, settings.predictor)
+        predictor = self.served.load_predictor(self.folder, self.device, settings.predictor)
         return App(predictor, settings.max_concurrent_transforms, settings.max_payload_mb, settings.augmentation)
 
     def _assign_device(self, server: Any, worker: Any) -> None:
