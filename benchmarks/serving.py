@@ -5,6 +5,13 @@ by one image, before the server starts); the peak memory of predicting one 4000x
 the peak memory of answering a 2 Mpx JPEG with the probabilities of a 150-class model (ADE20K's count), against
 the answer's size; and a bounded load test (4 clients) with its failures and the server's memory over time.
 FCN ResNet-50, 21 classes (150 for the probabilities), crop 480, random weights (speed does not depend on them).
+
+The exported models (issue 31): the same server answering from the GluonCV weights on MXNet (`engine`, today's
+server), `model.onnx` (FP32) and `model-int8.onnx` (INT8, calibrated on 16 of the benchmark's images) on OpenVINO,
+at 1 and 4 clients, for a 480x360 and a 2048x1024 JPEG (windows: over the 1 Mpx budget): images/s, p50, p99 and
+the server's peak memory (parent and workers). Their accuracy: a real job (benchmarks.imbalanced's street scenes,
+FCN from scratch, export and INT8 gate on) and its evaluation.json: the engine's, the FP32 export's and the INT8
+model's mIOU on the job's validation images.
 """
 
 from __future__ import annotations
@@ -27,8 +34,11 @@ from PIL import Image
 
 from benchmarks.common import save, table
 from semseg.contract.config import Config
+from semseg.contract.files import ONNX_FP32, ONNX_INT8
 from semseg.engines.mxnet.network import build_model, materialize
 from semseg.engines.mxnet.predict import normalize
+from semseg.export.job import export_onnx
+from semseg.export.quantize import quantize
 
 PORT = 18080
 CONFIG = Config(num_classes=21, num_training_samples=100, crop_size=480, use_pretrained_model=False)
@@ -155,7 +165,7 @@ from semseg.engines.mxnet.network import load_model
 from semseg.contract.model_folder import read_model_folder
 from semseg.serving import codecs
 from semseg.engines.mxnet.predict import Predictor
-from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
+from semseg.contract.options import DEFAULT_PIXEL_BUDGET
 folder = read_model_folder(Path({str(base / "model")!r}), "bench")
 predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, DEFAULT_PIXEL_BUDGET)
 image = codecs.decode_image(Path({str(base / "big.jpg")!r}).read_bytes())
@@ -185,7 +195,7 @@ import io, json, resource
 from pathlib import Path
 from semseg.contract.model_folder import read_model_folder
 from semseg.engines.mxnet.predict import load_predictor
-from semseg.fit.sliding import DEFAULT_PIXEL_BUDGET
+from semseg.contract.options import DEFAULT_PIXEL_BUDGET
 from semseg.serving.app import App
 from benchmarks.serving import jpeg
 app = App(load_predictor(read_model_folder(Path({str(folder)!r}), "bench"), "cpu", DEFAULT_PIXEL_BUDGET), 1)
@@ -215,6 +225,86 @@ print(json.dumps({{"status": status, "before": before, "peak": peak, "response":
     }
 
 
+def start_server(base: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """`serve` on the model folder base/model with its default workers, once /ping answers."""
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(PORT), **settings}
+    env.pop("OMP_NUM_THREADS", None)  # the server chooses threads per worker
+    server = subprocess.Popen([str(Path(sys.executable).parent / "train"), "serve"], env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/ping", timeout=5)
+            return server
+        except OSError:
+            assert time.time() < deadline and server.poll() is None, "the server did not start"
+            time.sleep(1)
+
+
+def export_models(base: Path, weights: Path) -> None:
+    """model.onnx of the benchmark's weights and its INT8 version, calibrated on 16 of the benchmark's JPEGs."""
+    from semseg.data.images import decode_image
+
+    fp32 = export_onnx(CONFIG, weights, base / "model" / ONNX_FP32)
+    quantize(fp32, fp32.with_name(ONNX_INT8), (decode_image(jpeg(480, 480, seed)) for seed in range(16)))
+
+
+def exported_rows(base: Path, weights: Path, quick: bool) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Today's server (the engine) and the two exports, at 1 and 4 clients, 480x360 and 2048x1024 JPEGs."""
+    export_models(base, weights)
+    sizes = {"480x360": (jpeg(360, 480), 2 if quick else 4), "2048x1024": (jpeg(1024, 2048, 1), 1 if quick else 2)}
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    for model in ("engine", "fp32", "int8"):
+        server = start_server(base, SEMSEG_SERVE_MODEL=model)
+        try:
+            for size, (body, per_client) in sizes.items():
+                post(body)  # warm-up: the first pass at this size (MXNet traces, OpenVINO compiles)
+                post(body)  # the other worker's
+                for clients in (1, 4):
+                    memory: list[float] = []
+                    stop = threading.Event()
+
+                    def sample(
+                        pid: int = server.pid, into: list[float] = memory, until: threading.Event = stop
+                    ) -> None:
+                        while not until.wait(0.5):
+                            into.append(tree_rss_mb(pid))
+
+                    sampler = threading.Thread(target=sample)
+                    sampler.start()
+                    r = load(body, clients, per_client=per_client)
+                    stop.set()
+                    sampler.join()
+                    r["peak_rss_mb"] = max(memory, default=tree_rss_mb(server.pid))
+                    results[f"{model}_{size}_{clients}_clients"] = r
+                    today = results.get(f"engine_{size}_{clients}_clients", r)["images_per_s"]
+                    rows.append([model, size, clients, r["requests"], r["images_per_s"], r["p50_s"], r["p99_s"],
+                                 r["peak_rss_mb"], r["images_per_s"] / today])  # fmt: skip
+                    print(rows[-1], flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return rows, results
+
+
+def exported_accuracy(base: Path, quick: bool) -> dict[str, Any]:
+    """A real job with the exports and the INT8 gate on: its evaluation.json's mIOU of each model."""
+    from benchmarks.imbalanced import train
+
+    images, size, epochs = (16, 64, 8) if quick else (32, 64, 24)
+    train(base, "auto", 0, images, size, epochs)
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    gate = evaluation["int8"]
+    return {
+        "job": f"FCN ResNet-50 from scratch, {images} street scenes {size}x{size}, {epochs} epochs, class_weights=auto",
+        "engine_mIOU": evaluation["mIOU"],
+        "fp32_mIOU": gate["fp32_mIOU"],
+        "int8_mIOU": gate["int8_mIOU"],
+        "int8_kept": gate["kept"],
+        "gate": gate["reason"],
+    }
+
+
 def main(quick: bool) -> None:
     base = Path(os.environ.get("TMPDIR", "/tmp")) / "semseg-bench-serving"
     weights = make_model(base / "model")
@@ -222,18 +312,8 @@ def main(quick: bool) -> None:
     per_client = 3 if quick else 8
     (base / "loop.jpg").write_bytes(body)
     baseline = gluoncv_loop_fresh(weights, base / "loop.jpg", per_client * 2)
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(PORT)}
-    env.pop("OMP_NUM_THREADS", None)  # the server chooses threads per worker
-    server = subprocess.Popen([str(Path(sys.executable).parent / "train"), "serve"], env=env, stderr=subprocess.PIPE)
+    server = start_server(base, SEMSEG_SERVE_MODEL="engine")
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/ping", timeout=5)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(1)
         post(body)  # warm-up: every worker's first pass
         rows: list[list[Any]] = []
         results: dict[str, Any] = {}
@@ -286,4 +366,31 @@ def main(quick: bool) -> None:
             f"(the request added {answer['request_mb_per_response_mb']:.1f} x the answer's size)"
         )
     print()
+    exports, figures = exported_rows(base, weights, quick)
+    results["exports"] = figures
+    print(
+        table(
+            "serve: the engine (today's server) and the exported models on OpenVINO, JPEG -> class-id PNG",
+            ["model", "image", "clients", "requests", "images/s", "p50 s", "p99 s", "peak MB", "x engine"],
+            exports,
+        )
+    )
+    accuracy = exported_accuracy(base / "accuracy", quick)
+    results["exports_accuracy"] = accuracy
+    print(
+        f"{accuracy['job']}: validation mIOU engine {accuracy['engine_mIOU']:.4f}, model.onnx "
+        f"{accuracy['fp32_mIOU']:.4f}, model-int8.onnx {accuracy['int8_mIOU']:.4f} (kept: {accuracy['int8_kept']})"
+    )
+    print(cpu_features())
     save("serving", results)
+
+
+def cpu_features() -> str:
+    """The instruction sets the runtimes' speed depends on, as this CPU reports them."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    return "CPU instruction sets: " + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)

@@ -120,8 +120,8 @@ def test_sdk_v2_local_mode_on_two_instances_of_the_torch_image(
 
 
 def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
-    """Estimator.fit -> deploy(1, "local") -> predict with both Accept types and with test-time augmentation
-    (CustomAttributes) -> Transformer over a folder of JPEGs."""
+    """Estimator.fit -> deploy(1, "local") of the job's exported model.onnx -> predict with both Accept types and
+    with test-time augmentation (CustomAttributes) -> Transformer of the export over a folder of JPEGs."""
     import io
 
     import numpy as np
@@ -132,9 +132,13 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     from sagemaker.serializers import IdentitySerializer
 
     estimator = fitted_estimator(image, tmp_path)
+    with tarfile.open(estimator.model_data.removeprefix("file://")) as tar:
+        assert "model.onnx" in tar.getnames()  # the export of the job in the image
+    exported = {"SEMSEG_SERVE_MODEL": "fp32"}  # answered by model.onnx, or a ClientError where it is missing
     predictor = estimator.deploy(
-        1, "local", serializer=IdentitySerializer("image/jpeg"), deserializer=BytesDeserializer("image/png")
-    )
+        1, "local", serializer=IdentitySerializer("image/jpeg"), deserializer=BytesDeserializer("image/png"),
+        env=exported,
+    )  # fmt: skip
     try:
         mask = Image.open(io.BytesIO(predictor.predict(jpeg(40, 52, 0))))
         assert mask.mode == "L" and mask.size == (52, 40)
@@ -170,7 +174,9 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     sizes = {"a.jpg": (30, 41), "b.jpg": (48, 33), "c.jpg": (36, 36)}
     for i, (name, (height, width)) in enumerate(sizes.items()):
         (images / name).write_bytes(jpeg(height, width, i))
-    transformer = estimator.transformer(1, "local", accept="image/png", output_path=f"file://{tmp_path / 'out'}")
+    transformer = estimator.transformer(
+        1, "local", accept="image/png", output_path=f"file://{tmp_path / 'out'}", env=exported
+    )
     transformer.transform(f"file://{images}", content_type="image/jpeg", wait=True, logs=False)  # no CloudWatch
     for name, (height, width) in sizes.items():
         out = Image.open(tmp_path / "out" / f"{name}.out")

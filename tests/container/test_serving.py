@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,70 @@ def test_serve_without_a_model_exits_at_once_naming_the_file(image: str, tmp_pat
     proc = docker("run", "--rm", "--network", "none", "-v", f"{tmp_path}:/opt/ml", image, "serve", check=False)
     assert proc.returncode == 2
     assert "/opt/ml/model/hyperparams.json" in proc.stdout + proc.stderr
+
+
+def served_classes(image: str, trained: Path, pictures: list[bytes], **env: str) -> tuple[list[Any], str]:
+    """`serve` in the image on the job's model folder (one worker): each picture's class PNG, and the log."""
+    import numpy as np
+
+    port = free_port()
+    name = f"semseg-serve-{port}"
+    settings = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
+    docker(
+        "run", "-d", "--name", name, "--network", "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+        "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", *settings, "-v", f"{trained / 'model'}:/opt/ml/model:ro", image,
+        "serve",
+    )  # fmt: skip
+    try:
+        wait_for_ping(port, name)
+        answers = []
+        for picture in pictures:
+            status, _, body = request(port, "/invocations", picture, **{"Content-Type": "image/png"})
+            assert status == 200, body[:300]
+            answers.append(np.asarray(PIL.open(io.BytesIO(body))))
+        logs = docker("logs", name).stdout + docker("logs", name).stderr
+    finally:
+        docker("rm", "-f", name, check=False)
+    return answers, logs
+
+
+def test_the_cpu_image_serves_the_jobs_export_as_its_engine_would(image: str, trained: Path) -> None:
+    """The job in the image wrote model.onnx; `serve` answers from the fastest export on OpenVINO, and the FP32
+    export's class PNGs equal the engine's on >= 99.9% of the pixels (the job's own images, and a mosaic of them
+    that goes by windows)."""
+    import numpy as np
+
+    validation = [np.asarray(PIL.open(p).convert("RGB")) for p in sorted((trained / "input/data/validation").glob("*"))]
+    mosaic = np.concatenate([np.concatenate(validation[:2], axis=1), np.concatenate(validation[2:4], axis=1)])
+    pictures = []
+    for picture in [*validation, mosaic]:  # the mosaic is over crop_size**2 pixels: windows
+        png = io.BytesIO()
+        PIL.fromarray(picture).save(png, "PNG")
+        pictures.append(png.getvalue())
+    assert (trained / "model" / "model.onnx").is_file()
+    _, fastest_log = served_classes(image, trained, pictures[:1])
+    assert "onnx (INT8) on OpenVINO" in fastest_log or "onnx (FP32) on OpenVINO" in fastest_log, fastest_log[-3000:]
+    assert (trained / "model" / "model-int8.onnx").is_file() == ("(INT8) on OpenVINO" in fastest_log)
+    budget = {"SEMSEG_PIXEL_BUDGET": "1"}  # at least crop_size**2: one window's pixels
+    fp32, fp32_log = served_classes(image, trained, pictures, SEMSEG_SERVE_MODEL="fp32", **budget)
+    assert "model.onnx (FP32) on OpenVINO" in fp32_log
+    engine, engine_log = served_classes(image, trained, pictures, SEMSEG_SERVE_MODEL="engine", **budget)
+    assert "model_best.params on the MXNet engine" in engine_log
+    pixels = sum(a.size for a in engine)
+    assert sum(int((a == b).sum()) for a, b in zip(fp32, engine, strict=True)) >= 0.999 * pixels
+
+
+def test_buildspecs_smoke_test_passes_on_the_cpu_image(image: str) -> None:
+    """buildspec.yml's own smoke-test line for the CPU image (a job, then a `serve` answer from the export)."""
+    import os
+    import subprocess
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    commands = yaml.safe_load((root / "buildspec.yml").read_text())["phases"]["build"]["commands"]
+    line = next(c for c in commands if "smoke_test.sh" in c and "$CPU_IMAGE" in c)
+    env = {**os.environ, "CPU_IMAGE": image, "SMOKE_PORT": str(free_port())}
+    done = subprocess.run(["bash", "-c", line], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke test: serve answered a" in done.stdout and "smoke test passed" in done.stdout

@@ -2,8 +2,9 @@
 
 `auto` (the default): on the CPU, model-int8.onnx (a job keeps it only where it passed its accuracy gate), else
 model.onnx, else the GluonCV weights on the engine (SEMSEG_ENGINE), as every folder trained before the exports
-and the managed algorithm's own; with GPUs, the engine. `int8` and `fp32` insist on that file (a ClientError
-naming it when it is missing, or when the host serves on GPUs); `engine` always serves the GluonCV weights.
+and the managed algorithm's own; with GPUs, or with SEMSEG_SERVE_AUTOCAST (the engine's), the engine. `int8` and
+`fp32` insist on that file (a ClientError naming it when it is missing, or when the host serves on GPUs or asks
+for autocast); `engine` always serves the GluonCV weights.
 The exports run on SEMSEG_SERVE_RUNTIME (OpenVINO by default; ONNX Runtime where OpenVINO is not installed).
 """
 
@@ -30,10 +31,15 @@ KINDS = {ONNX_INT8: "INT8", ONNX_FP32: "FP32"}
 
 def choose(folder: ModelFolder, given: ServeOptions, gpus: int, engine: Engine) -> Served:
     """What serves `folder` (no runtime loads here); ClientError for a setting the folder or host cannot meet."""
-    if given.model == "engine":
-        return engine.served(folder)
+    if given.model == "engine" or (given.model == "auto" and given.autocast):
+        return engine.served(folder)  # autocast is the engine's (SEMSEG_SERVE_AUTOCAST)
     if given.model in FILES:
         path = folder.path / FILES[given.model]
+        if given.autocast:
+            raise ClientError(
+                f"SEMSEG_SERVE_AUTOCAST={given.autocast} is for the engine, and SEMSEG_SERVE_MODEL={given.model} "
+                f"serves {path.name}: unset one of them."
+            )
         if gpus:
             raise ClientError(
                 f"SEMSEG_SERVE_MODEL={given.model} serves {path.name} on the CPU, and this host serves on {gpus} "
