@@ -287,6 +287,38 @@ def exported_rows(base: Path, weights: Path, quick: bool) -> tuple[list[list[Any
     return rows, results
 
 
+def runtime_rows(base: Path, quick: bool) -> tuple[list[list[Any]], dict[str, Any]]:
+    """OpenVINO against ONNX Runtime on the same exported models and images, in this process (both cores, the
+    server's predictor: windows over the pixel budget), after one untimed image: images/s per model, runtime and
+    size, and the largest difference of their FP32 probabilities."""
+    from semseg.contract.options import DEFAULT_PIXEL_BUDGET
+    from semseg.data.images import decode_image
+    from semseg.export import runtime
+
+    images = {"480x360": decode_image(jpeg(360, 480)), "2048x1024": decode_image(jpeg(1024, 2048, 1))}
+    counts = {"480x360": 2 if quick else 6, "2048x1024": 1 if quick else 2}
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for name in (ONNX_FP32, ONNX_INT8):
+        for on in runtime.RUNTIMES:
+            model = runtime.predictor(base / "model" / name, on, CONFIG.num_classes, 480, DEFAULT_PIXEL_BUDGET)
+            for size, image in images.items():
+                model.classes(image)
+                start = time.perf_counter()
+                for _ in range(counts[size]):
+                    model.classes(image)
+                speed = counts[size] / (time.perf_counter() - start)
+                results[f"{name}_{on}_{size}"] = speed
+                rows.append([name, runtime.LABELS[on], size, speed])
+            if name == ONNX_FP32:
+                outputs[on] = model.probabilities(images["480x360"])
+    results["fp32_max_difference"] = float(np.abs(outputs["openvino"] - outputs["onnxruntime"]).max())
+    for row in rows:
+        row.append(row[3] / results[f"{row[0]}_onnxruntime_{row[2]}"])
+    return rows, results
+
+
 def exported_accuracy(base: Path, quick: bool) -> dict[str, Any]:
     """A real job with the exports and the INT8 gate on: its evaluation.json's mIOU of each model."""
     from benchmarks.imbalanced import train
@@ -375,6 +407,16 @@ def main(quick: bool) -> None:
             exports,
         )
     )
+    compared, speeds = runtime_rows(base, quick)
+    results["runtimes"] = speeds
+    print(
+        table(
+            "the exported models in one process (2 threads): OpenVINO against ONNX Runtime",
+            ["model", "runtime", "image", "images/s", "x ONNX Runtime"],
+            compared,
+        )
+    )
+    print(f"FP32 probabilities, OpenVINO against ONNX Runtime: largest difference {speeds['fp32_max_difference']:.2g}")
     accuracy = exported_accuracy(base / "accuracy", quick)
     results["exports_accuracy"] = accuracy
     print(

@@ -5,7 +5,9 @@ RUNTIMES, fastest first (benchmarks/RESULTS.md, "Serving"): OpenVINO compiles th
 (AVX2, AVX-512 VNNI or AMX kernels; INT8 convolutions where the graph has quantize/dequantize pairs). It compiles
 one graph per input size, like the MXNet server's traced graph; a worker keeps the last few (windows all have one
 size, an endpoint's images usually a few). Its precision is pinned to float32: by default it would compute in
-bfloat16 on CPUs that have it (AVX-512 BF16, AMX), and the FP32 export must answer what the engine answers.
+bfloat16 on CPUs that have it (AVX-512 BF16, AMX), and the FP32 export must answer what the engine answers. Its
+threads are not pinned to cores: each server worker is a process of its own, and pinned (OpenVINO's default on
+Linux) two single-threaded workers both ran on the first core, at a quarter of the speed (measured).
 ONNX Runtime takes any size in one session: the fallback where OpenVINO is not installed or cannot compile.
 """
 
@@ -53,7 +55,11 @@ class OpenVinoScorer:
 
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
-        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        self.config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False,  # pinned, every worker process put its threads on the same first cores
+        }
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()

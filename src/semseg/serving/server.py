@@ -52,7 +52,6 @@ class ServeSettings:
     max_payload_mb: int
     max_concurrent_transforms: int  # default one per worker
     augmentation: Augmentation  # a request's test-time augmentation without custom attributes
-    engine: str  # SEMSEG_ENGINE
     predictor: PredictorSettings
 
     @classmethod
@@ -68,7 +67,6 @@ class ServeSettings:
             max_payload_mb=given.max_payload_mb,
             max_concurrent_transforms=given.max_concurrent_transforms or workers,
             augmentation=_default_augmentation(given.tta),
-            engine=served_by.name,
             predictor=PredictorSettings(pixel_budget, _autocast(given.autocast, served_by), 0 if gpus else threads),
         )
 
