@@ -148,14 +148,14 @@ def served_classes(image: str, trained: Path, pictures: list[bytes], **env: str)
 
 def test_the_cpu_image_serves_the_jobs_export_as_its_engine_would(image: str, trained: Path) -> None:
     """The job in the image wrote model.onnx; `serve` answers from the fastest export on OpenVINO, and the FP32
-    export's class PNGs equal the engine's on >= 99.9% of the pixels (the job's own images, and a mosaic of them
-    that goes by windows)."""
+    export's class PNGs equal the engine's on >= 99.9% of the pixels (the job's own training images, and a mosaic of
+    them that goes by windows)."""
     import numpy as np
 
-    validation = [np.asarray(PIL.open(p).convert("RGB")) for p in sorted((trained / "input/data/validation").glob("*"))]
-    mosaic = np.concatenate([np.concatenate(validation[:2], axis=1), np.concatenate(validation[2:4], axis=1)])
+    images = [np.asarray(PIL.open(p).convert("RGB")) for p in sorted((trained / "input/data/train").glob("*"))]
+    mosaic = np.concatenate([np.concatenate(images[:2], axis=1), np.concatenate(images[2:4], axis=1)])
     pictures = []
-    for picture in [*validation, mosaic]:  # the mosaic is over crop_size**2 pixels: windows
+    for picture in [*images, mosaic]:  # the mosaic is over crop_size**2 pixels: windows
         png = io.BytesIO()
         PIL.fromarray(picture).save(png, "PNG")
         pictures.append(png.getvalue())
