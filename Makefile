@@ -50,6 +50,8 @@ demo: $(STAMP)
 	SAGEMAKER_BASE_DIR=$(DEMO_DIR) $(BIN)/train train 2>&1 | tee demo/train.log
 	@echo
 	@echo "Model artifacts in $(DEMO_DIR)/model:"; ls -l $(DEMO_DIR)/model
+	@echo "The exported models (what \`serve\` answers from on CPUs) and the INT8 model's accuracy gate:"
+	@grep -oE 'Exported [^ ]*\.onnx.*|INT8 model .*' demo/train.log || echo '  (none: see the warnings in demo/train.log)'
 	@echo "Validation mIOU per epoch (all metric lines are in demo/train.log):"
 	@grep -o 'epoch: [0-9]*, validation mIOU: [0-9.]*' demo/train.log
 	@echo "Pictures of the best epoch and evaluation.json in $(DEMO_DIR)/output/data:"; ls $(DEMO_DIR)/output/data
