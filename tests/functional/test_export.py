@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,9 @@ from PIL import Image
 
 from semseg.cli import EXIT_CLIENT_ERROR, main
 from semseg.contract.config import Config
+from semseg.contract.job import JobPaths, load_job
 from semseg.contract.model_folder import ModelFolder, read_model_folder
+from semseg.contract.options import ExportSettings
 from semseg.data.dataset import read_image
 from semseg.engines.mxnet.network import build_model, set_output_size
 from semseg.engines.mxnet.predict import load_predictor as mxnet_predictor
@@ -34,6 +37,7 @@ from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.predict import load_predictor as torch_predictor
 from semseg.example import make_job
 from semseg.export import graph, runtime
+from semseg.export.job import write_exports
 
 ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus")
 SIZES = ((64, 64), (70, 53), (97, 130))  # the crop, and sizes of no multiple of 8 (PSP's bins do not divide them)
@@ -241,3 +245,19 @@ def test_a_broken_export_ends_serve_naming_it(
     assert done.code == EXIT_CLIENT_ERROR
     assert f"{folder / 'model.onnx'} cannot be served by OpenVINO (RuntimeError: Model can't be parsed)" in caplog.text
     assert "SEMSEG_SERVE_MODEL=engine" in caplog.text
+
+
+@pytest.mark.parametrize("stop_after", [3, 20])  # during calibration (16 images), during the gate (4 images)
+def test_a_stop_during_the_int8_work_leaves_the_fp32_export(
+    exported: ModelFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture, stop_after: int
+) -> None:
+    base = tmp_path / "ml"
+    shutil.copytree(exported.path.parent, base, copy_function=os.link)
+    (base / "model" / "model-int8.onnx").unlink()
+    asked = iter(range(10**6))
+    with caplog.at_level("INFO"):
+        write_exports(
+            load_job(JobPaths(base)), exported.config, ExportSettings(), 10**6, lambda: next(asked) >= stop_after
+        )
+    assert "Stopped: model-int8.onnx abandoned; model.onnx serves" in caplog.text
+    assert (base / "model" / "model.onnx").is_file() and not list((base / "model").glob("*int8*"))

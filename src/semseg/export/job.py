@@ -4,8 +4,8 @@ evaluation.json. The same for both engines: it reads model_best.params, the Gluo
 
 Never the job's failure: whatever goes wrong here (a full volume, a runtime that cannot load the graph) is a
 warning, and the managed artifacts stay as they are. A job stopped by a signal exports the FP32 graph only (a
-stop has seconds, the gate takes minutes). Calibration and the gate read File-mode channels; a Pipe-mode split
-has no files to read again, so its job keeps the FP32 export only.
+stop has seconds, the gate takes minutes), also when the stop comes during the INT8 work. Calibration and the
+gate read File-mode channels; a Pipe-mode split has no files to read again, so its job keeps the FP32 export only.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,10 +33,14 @@ from semseg.fit.metrics import ConfusionMatrix
 from semseg.outputs.evaluation import EVALUATION
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def write_exports(job: Job, config: Config, settings: ExportSettings, pixel_budget: int, *, stopped: bool) -> None:
-    """model.onnx and, where it passes the gate, model-int8.onnx in the job's model folder; warnings, never errors."""
+def write_exports(
+    job: Job, config: Config, settings: ExportSettings, pixel_budget: int, should_stop: Callable[[], bool]
+) -> None:
+    """model.onnx and, where it passes the gate, model-int8.onnx in the job's model folder; warnings, never errors.
+    A stop request before or during the INT8 work (checked between images) leaves model.onnx only."""
     model_dir = job.paths.model_dir
     if not settings.export:
         log.info("SEMSEG_EXPORT=false: no %s", ONNX_FP32)
@@ -50,14 +55,17 @@ def write_exports(job: Job, config: Config, settings: ExportSettings, pixel_budg
     log.info("Exported %s (%.0f MB) in %.1f s", fp32, fp32.stat().st_size / 1e6, time.monotonic() - started)
     if not settings.int8:
         log.info("SEMSEG_INT8=false: no %s", ONNX_INT8)
-    elif stopped:
+    elif should_stop():
         log.info("Stopped: no %s (its calibration and accuracy gate take longer than a stop allows)", ONNX_INT8)
     elif job.pipes:
         log.info("No %s: calibration and its accuracy gate read File-mode channels, and %s stream(s) in Pipe mode",
                  ONNX_INT8, " and ".join(sorted(job.pipes)))  # fmt: skip
     else:
         try:
-            _int8(job, config, settings, pixel_budget, fp32)
+            _int8(job, config, settings, pixel_budget, fp32, should_stop)
+        except _StopRequested:
+            discard(model_dir / ONNX_INT8)
+            log.info("Stopped: %s abandoned; %s serves", ONNX_INT8, ONNX_FP32)
         except Exception as exc:  # noqa: BLE001 - never the job's failure
             discard(model_dir / ONNX_INT8)
             log.warning("Could not make %s (%s: %s); %s serves", ONNX_INT8, type(exc).__name__, exc, ONNX_FP32)
@@ -72,15 +80,30 @@ def export_onnx(config: Config, params: Path, target: Path) -> Path:
     return target
 
 
-def _int8(job: Job, config: Config, settings: ExportSettings, pixel_budget: int, fp32: Path) -> None:
+class _StopRequested(Exception):
+    """A stop request came while the INT8 model was being made."""
+
+
+def _checked(items: Iterable[T], should_stop: Callable[[], bool]) -> Iterator[T]:
+    for item in items:
+        if should_stop():
+            raise _StopRequested
+        yield item
+
+
+def _int8(
+    job: Job, config: Config, settings: ExportSettings, pixel_budget: int, fp32: Path, should_stop: Callable[[], bool]
+) -> None:
     started = time.monotonic()
     int8 = fp32.with_name(ONNX_INT8)
     train = _spaced(find_pairs(job.required_channel("train"), job.required_channel("train_annotation")),
                     settings.calibration_images)  # fmt: skip
-    count = quantize(fp32, int8, _centre_crops(train, config.crop_size))
+    count = quantize(fp32, int8, _checked(_centre_crops(train, config.crop_size), should_stop))
     log.info("Quantized %s to %s, calibrated on %d training image(s), in %.1f s", fp32.name, int8.name, count,
              time.monotonic() - started)  # fmt: skip
-    verdict = _gate(job, config, settings, pixel_budget, fp32, int8, count)
+    if should_stop():
+        raise _StopRequested
+    verdict = _gate(job, config, settings, pixel_budget, fp32, int8, count, should_stop)
     _record(job.paths.output_data_dir, verdict)
     if verdict.kept:
         log.info("INT8 model kept as %s: %s", int8.name, verdict.reason)
@@ -90,7 +113,14 @@ def _int8(job: Job, config: Config, settings: ExportSettings, pixel_budget: int,
 
 
 def _gate(
-    job: Job, config: Config, settings: ExportSettings, pixel_budget: int, fp32: Path, int8: Path, calibration: int
+    job: Job,
+    config: Config,
+    settings: ExportSettings,
+    pixel_budget: int,
+    fp32: Path,
+    int8: Path,
+    calibration: int,
+    should_stop: Callable[[], bool],
 ) -> Verdict:
     """Both models on the same validation images, through the server's predictor on the runtime that serves."""
     started = time.monotonic()
@@ -102,7 +132,7 @@ def _gate(
     models = [runtime.predictor(path, on, config.num_classes, config.crop_size, pixel_budget) for path in (fp32, int8)]
     matrices = [ConfusionMatrix(config.num_classes) for _ in models]
     rng = np.random.default_rng(0)
-    for pair in pairs:
+    for pair in _checked(pairs, should_stop):
         mask = label_map.apply(read_mask(pair.mask), pair.mask)
         image, mask = transform(read_image(pair.image), mask, rng)
         for model, matrix in zip(models, matrices, strict=True):

@@ -105,7 +105,7 @@ def _run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, se
         session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
     if session.leader:
         finish(session.state, model_dir)
-        write_exports(job, config, options.export, options.pixel_budget, stopped=result.interrupted)
+        write_exports(job, config, options.export, options.pixel_budget, stop)
     return stopped_or(result, stop)
 
 
