@@ -21,7 +21,12 @@ def test_docker_run_trains(image: str, tmp_path: Path, args: tuple[str, ...]) ->
     base = make_job(image, tmp_path / "ml", {"epochs": "2", "mini_batch_size": "2"})
     proc = run_job(image, base, args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert {p.name for p in (base / "model").iterdir()} == ARTIFACTS
+    names = {p.name for p in (base / "model").iterdir()}
+    assert ARTIFACTS | {"model.onnx"} <= names <= ARTIFACTS | {"model.onnx", "model-int8.onnx"}, names
+    gate = json.loads((base / "output" / "data" / "evaluation.json").read_text())["int8"]
+    assert gate["kept"] == ("model-int8.onnx" in names) and f"INT8 model {'kept' if gate['kept'] else 'not kept'}" in (
+        proc.stdout + proc.stderr
+    )
     assert len(re.findall(r"validation mIOU: (\S+)", proc.stdout)) == 2
     assert len(re.findall(r"train loss: (\S+)", proc.stdout)) == 2
     assert "#progress_metric: host=algo-1, completed 100 % of epochs" in proc.stdout

@@ -105,7 +105,8 @@ def _run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, se
         session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
     if session.leader:
         finish(session.state, model_dir)
-        write_exports(job, config, options.export, options.pixel_budget, stop)
+        # this host's own stop request only: `stop` of a job of several hosts is a collective the others left
+        write_exports(job, config, options.export, options.pixel_budget, lambda: stop.signum is not None)
     return stopped_or(result, stop)
 
 
