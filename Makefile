@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 # Unit and functional tests on both cores (pytest-xdist); the tests marked serial (bounds of seconds, several
 # processes at once, a fork of the test's own process) after them, one at a time.
 XDIST := -n 2 --dist load
-PIP := pip install -q --disable-pip-version-check
+# No wheel cache: torch's CUDA wheels alone would keep about 4 GB of CI's disk a second time.
+PIP := pip install -q --disable-pip-version-check --no-cache-dir
 
 .PHONY: setup demo test test-fast test-container lint docs format bench image-cpu image-gpu image-torch image-hopper clean
 

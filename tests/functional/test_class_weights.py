@@ -5,7 +5,6 @@ weighted job learns the rare classes of an imbalanced generated set better than 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from semseg.fit.class_weights import pixel_weights
 from semseg.fit.loop import LoopSettings
 from tests.functional import ddp_loss_worker
 from tests.functional.test_devices import CONFIG, ONE, TWO, TinyNet, batch, train_on, weights
+from tests.helpers import free_port
 
 CLASSES = 4
 EPOCHS = 16  # 128 updates: the rare classes start to show (rare-class IoU 0 plain, 0.076 weighted here)
@@ -121,12 +121,6 @@ def test_only_the_ratios_of_the_weights_matter_on_both_engines() -> None:
     images = pred[:, :3]
     torch_weighted = ddp_loss_worker.gradients(images, labels, WEIGHTS, CLASSES)
     assert_same(torch_weighted, ddp_loss_worker.gradients(images, labels, WEIGHTS * 10, CLASSES))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])

@@ -3,15 +3,9 @@ engine writes it with its INT8 version and the gate's figures, and `serve` answe
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +14,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 
 from semseg.cli import EXIT_CLIENT_ERROR, main
 from semseg.contract.config import Config
@@ -38,6 +31,7 @@ from semseg.engines.torch.predict import load_predictor as torch_predictor
 from semseg.example import make_job
 from semseg.export import graph, runtime
 from semseg.export.job import write_exports
+from tests.helpers import serve_and_ask
 
 ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus")
 SIZES = ((64, 64), (70, 53), (97, 130))  # the crop, and sizes of no multiple of 8 (PSP's bins do not divide them)
@@ -133,14 +127,19 @@ def test_the_fp32_export_predicts_what_the_engine_predicts(exported: ModelFolder
         np.testing.assert_allclose(export.probabilities(image), engine.probabilities(image), rtol=1e-4, atol=1e-5)
 
 
-def test_a_torch_job_writes_the_export_of_its_own_network(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_torch_job_writes_the_export_of_its_own_network(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two DDP processes (SEMSEG_CPU_DEVICES=2): the first alone exports, after the artifacts, and the job ends."""
+    env = {"SEMSEG_ENGINE": "torch", "SEMSEG_CPU_DEVICES": "2", "SEMSEG_INT8_CALIBRATION_IMAGES": "5"}
     with caplog.at_level("INFO"):
-        assert train(tmp_path / "ml", {"SEMSEG_ENGINE": "torch", "SEMSEG_INT8_CALIBRATION_IMAGES": "5"}) == 0
+        assert train(tmp_path / "ml", env) == 0
+    logged = caplog.text + capfd.readouterr().out  # the processes log on stdout
+    assert logged.count("model.onnx (") == 1 and logged.count("calibrated on 5 training image(s)") == 1
     folder = read_model_folder(tmp_path / "ml" / "model", "the torch job's model")
-    assert "Exported" in caplog.text and "calibrated on 5 training image(s)" in caplog.text
     kept = (folder.path / "model-int8.onnx").is_file()
     gate = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["int8"]
-    assert gate["kept"] is kept and ("INT8 model kept" if kept else "INT8 model not kept") in caplog.text
+    assert gate["kept"] is kept and ("INT8 model kept" if kept else "INT8 model not kept") in logged
     engine = torch_predictor(folder, "cpu", 10**6)
     export = runtime.predictor(folder.path / "model.onnx", "onnxruntime", 3, CROP, 10**6)
     image = photo(53, 70, 3)
@@ -156,51 +155,6 @@ def test_with_exports_off_a_job_writes_the_managed_artifacts_only(
     assert "SEMSEG_EXPORT=false: no model.onnx" in caplog.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve_and_ask(folder: ModelFolder, images: list[np.ndarray], **env: str) -> tuple[list[np.ndarray], str]:
-    """`serve` in its own process (real HTTP, one worker): the class PNG of each image, and the server's log."""
-    port = free_port()
-    environ = {
-        **os.environ, "SAGEMAKER_BASE_DIR": str(folder.path.parent), "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SEMSEG_PIXEL_BUDGET": "2500", **env,
-    }  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "semseg", "serve"], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    answers = []
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/ping")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.5)
-        for image in images:
-            png = io.BytesIO()
-            Image.fromarray(image).save(png, format="PNG")
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            connection.request("POST", "/invocations", png.getvalue(), {"Content-Type": "image/png"})
-            answer = connection.getresponse()
-            assert answer.status == 200
-            answers.append(np.asarray(Image.open(io.BytesIO(answer.read()))))
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out[-3000:]
-    return answers, out
-
-
 def test_serve_answers_from_the_fastest_model_as_the_engine_does(exported: ModelFolder) -> None:
     """The class PNGs of the FP32 export equal the engine's on >= 99.9% of pixels, the INT8 model's on >= 98%, on
     images like the model's own (its validation images, and a 96x96 mosaic of them above the pixel budget:
@@ -208,11 +162,14 @@ def test_serve_answers_from_the_fastest_model_as_the_engine_does(exported: Model
     validation = sorted((exported.path.parent / "input" / "data" / "validation").glob("*.jpg"))
     images = [read_image(path) for path in validation]
     images.append(np.block([[[images[0]], [images[1]]], [[images[2]], [images[3]]]]).reshape(96, 96, 3))
-    engine, engine_log = serve_and_ask(exported, images, SEMSEG_SERVE_MODEL="engine")
+    windows = {"SEMSEG_PIXEL_BUDGET": "2500"}
+    engine, engine_log = serve_and_ask(exported.path, images, SEMSEG_SERVE_MODEL="engine", **windows)
     assert "model_best.params on the MXNet engine (" in engine_log
-    fastest, fastest_log = serve_and_ask(exported, images)
+    fastest, fastest_log = serve_and_ask(exported.path, images, **windows)
     assert "model-int8.onnx (INT8) on OpenVINO" in fastest_log, fastest_log[-3000:]
-    fp32, fp32_log = serve_and_ask(exported, images, SEMSEG_SERVE_MODEL="fp32", SEMSEG_SERVE_RUNTIME="onnxruntime")
+    fp32, fp32_log = serve_and_ask(
+        exported.path, images, SEMSEG_SERVE_MODEL="fp32", SEMSEG_SERVE_RUNTIME="onnxruntime", **windows
+    )
     assert "model.onnx (FP32) on ONNX Runtime" in fp32_log, fp32_log[-3000:]
     pixels = sum(a.size for a in engine)
     assert sum(int((a == b).sum()) for a, b in zip(fp32, engine, strict=True)) >= 0.999 * pixels

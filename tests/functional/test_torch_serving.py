@@ -5,13 +5,7 @@ server. Tested against the MXNet server on the same model: the class PNGs agree 
 
 from __future__ import annotations
 
-import http.client
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import mxnet as mx
 import numpy as np
@@ -24,6 +18,7 @@ from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
 from semseg.engines.torch.predict import load_predictor
 from semseg.serving.app import App
 from tests.functional.test_serving import call, model, photo  # noqa: F401  # `model`: the module's fixture
+from tests.helpers import serve_and_ask
 
 AGREEMENT = 0.99
 SIZES = [(32, 32), (40, 52), (61, 47), (90, 120)]  # the last above the test's pixel budget: windows
@@ -79,48 +74,12 @@ def test_bfloat16_autocast_on_the_cpu_keeps_most_of_the_class_map(model: ModelFo
     assert agreement(mixed.classes(image), plain.classes(image)) >= 0.95
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[App, App]) -> None:  # noqa: F811
-    port = free_port()
-    env = {
-        **os.environ, "SAGEMAKER_BASE_DIR": str(model.path.parent), "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SEMSEG_ENGINE": "torch", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-    }  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "semseg", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/ping")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.5)
-        image = photo(40, 52, seed=9)
-        png = io.BytesIO()
-        Image.fromarray(image).save(png, format="PNG")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("POST", "/invocations", png.getvalue(), {"Content-Type": "image/png", "Accept": "image/png"})
-        answer = connection.getresponse()
-        assert answer.status == 200
-        served = np.asarray(Image.open(io.BytesIO(answer.read())))
-        assert agreement(served, classes_of(apps[0], image)) >= AGREEMENT
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=60)
+    image = photo(40, 52, seed=9)
+    (served,), out = serve_and_ask(model.path, [image], SEMSEG_ENGINE="torch")
+    assert agreement(served, classes_of(apps[0], image)) >= AGREEMENT
     assert "SEMSEG_ENGINE=torch: serving with PyTorch on the CPU" in out
     assert "on the PyTorch engine (" in out and "(PyTorch 2." in out, out[-3000:]
-    assert proc.returncode == 0, out[-3000:]
 
 
 def test_autocast_is_refused_on_the_mxnet_engine(

@@ -3,7 +3,6 @@ network variables, late host names, the peer watch, and the exact transport of v
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from semseg.engines.mxnet.exchange import from_digits, to_digits
 from semseg.engines.mxnet.hosts import dmlc_env, roles
 from semseg.engines.torch.hosts import network_env, rendezvous, set_network_env
 from tests.conftest import write_config
+from tests.helpers import free_port
 
 HOSTS = ["algo-1-x7k2q", "algo-2-m4p9d", "algo-3-z8c1r"]
 
@@ -83,12 +83,6 @@ def test_host_names_that_resolve_late_are_waited_for_within_a_bound() -> None:
 
     with pytest.raises(ClientError, match=r"Host 'algo-2' of resourceconfig.json did not resolve in 10 s"):
         resolve("algo-2", 10, lambda _s: None, never)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_peer_watch_notices_a_silent_peer_only_when_armed() -> None:

@@ -42,7 +42,6 @@ class _Graph:
         self.arrays = arrays
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self.used: set[str] = set()
 
     def const(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
@@ -55,7 +54,6 @@ class _Graph:
     def param(self, name: str) -> np.ndarray:
         if name not in self.arrays:
             raise ValueError(f"the parameter file has no {name}")
-        self.used.add(name)
         return np.asarray(self.arrays[name], dtype=np.float64)
 
     def conv(

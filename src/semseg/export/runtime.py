@@ -13,6 +13,8 @@ ONNX Runtime takes any size in one session: the fallback where OpenVINO is not i
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import logging
 import os
 from collections import OrderedDict
@@ -35,16 +37,16 @@ Score = Callable[[np.ndarray], np.ndarray]
 
 
 def available(runtime: str) -> bool:
-    try:
-        __import__(runtime)
-    except ImportError:
-        return False
-    return True
+    """Whether the runtime is installed; found without importing it (the server's parent process, which only
+    chooses, never loads OpenVINO's plugins: its workers do)."""
+    return importlib.util.find_spec(runtime) is not None
 
 
 def version(runtime: str) -> str:
-    module: Any = __import__(runtime)
-    return str(getattr(module, "__version__", "?")).split("-")[0]
+    try:
+        return importlib.metadata.version(runtime)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 class OpenVinoScorer:
