@@ -136,6 +136,7 @@ def test_a_torch_job_writes_the_export_of_its_own_network(
         assert train(tmp_path / "ml", env) == 0
     logged = caplog.text + capfd.readouterr().out  # the processes log on stdout
     assert logged.count("model.onnx (") == 1 and logged.count("calibrated on 5 training image(s)") == 1
+    assert logged.count("Channel validation: ") == 1, "the export lists the channels again without saying so"
     folder = read_model_folder(tmp_path / "ml" / "model", "the torch job's model")
     kept = (folder.path / "model-int8.onnx").is_file()
     gate = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["int8"]

@@ -20,6 +20,9 @@ from semseg.contract.errors import ClientError
 from semseg.data.images import MAX_PIXELS, MIN_SIDE, BadImage, check_mask, probe
 
 log = logging.getLogger(__name__)
+_AGAIN = logging.getLogger(f"{__name__}.again")  # a channel listed a second time says nothing again
+_AGAIN.disabled = True
+_AGAIN.propagate = False
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
@@ -35,14 +38,16 @@ class Pair:
     width: int
 
 
-def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
-    """All usable pairs of a split, sorted by image path; ClientError if there are none."""
-    images = _list_files(image_dir, IMAGE_SUFFIXES)
-    masks = _list_files(mask_dir, MASK_SUFFIXES)
+def find_pairs(image_dir: Path, mask_dir: Path, *, again: bool = False) -> list[Pair]:
+    """All usable pairs of a split, sorted by image path; ClientError if there are none. `again`: the job has
+    listed this split before (its count and warnings are in the log already), so nothing is logged."""
+    say = _AGAIN if again else log
+    images = _list_files(image_dir, IMAGE_SUFFIXES, say)
+    masks = _list_files(mask_dir, MASK_SUFFIXES, say)
     matched = _match(images, masks)
-    _warn_unpaired(image_dir, "images without a mask", [images[k] for k in images if k not in matched])
+    _warn_unpaired(say, image_dir, "images without a mask", [images[k] for k in images if k not in matched])
     used_masks = set(matched.values())
-    _warn_unpaired(mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
+    _warn_unpaired(say, mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
     pairs = []
     skipped: dict[str, list[Path]] = defaultdict(list)
     for key in sorted(matched, key=lambda k: str(images[k])):
@@ -50,7 +55,7 @@ def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
         if pair is not None:
             pairs.append(pair)
     for what, files in skipped.items():
-        _warn_unpaired(image_dir, what, files)
+        _warn_unpaired(say, image_dir, what, files)
     if not pairs:
         reasons = "".join(f", {len(files)} {what}" for what, files in skipped.items())
         raise ClientError(
@@ -58,11 +63,11 @@ def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
             f"{image_dir}, {len(masks)} PNG mask(s) in {mask_dir}{reasons}. Pair each image (JPEG or PNG) "
             "with a PNG mask of the same file name, e.g. 0001.jpg with 0001.png."
         )
-    log.info("Channel %s: %d image/annotation pairs", image_dir.name, len(pairs))
+    say.info("Channel %s: %d image/annotation pairs", image_dir.name, len(pairs))
     return pairs
 
 
-def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+def _list_files(folder: Path, suffixes: tuple[str, ...], say: logging.Logger) -> dict[str, Path]:
     """Relative path without suffix -> file, for files with one of `suffixes`; warns about the rest."""
     found: dict[str, Path] = {}
     skipped: list[Path] = []
@@ -86,9 +91,9 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
                 twins.append(f"{path} (uses {found[key].name})")
                 continue
             found[key] = path
-    _warn_unpaired(folder, "symbolic links that point out of the channel", outside)
+    _warn_unpaired(say, folder, "symbolic links that point out of the channel", outside)
     if twins:
-        log.warning(
+        say.warning(
             "Channel %s: skipping %d file(s) whose name differs from another's only in the extension (the first "
             "by name is used), e.g. %s",
             folder.name,
@@ -96,7 +101,7 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
             ", ".join(twins[:_SHOWN]),
         )
     if skipped:
-        log.warning(
+        say.warning(
             "Channel %s: skipping %d file(s) that are not %s images, e.g. %s is not readable image file",
             folder.name,
             len(skipped),
@@ -121,9 +126,9 @@ def _match(images: dict[str, Path], masks: dict[str, Path]) -> dict[str, Path]:
     return matched
 
 
-def _warn_unpaired(folder: Path, what: str, files: list[Path]) -> None:
+def _warn_unpaired(say: logging.Logger, folder: Path, what: str, files: list[Path]) -> None:
     if files:
-        log.warning(
+        say.warning(
             "Channel %s: skipping %d %s, e.g. %s",
             folder.name,
             len(files),

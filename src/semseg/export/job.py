@@ -96,8 +96,7 @@ def _int8(
 ) -> None:
     started = time.monotonic()
     int8 = fp32.with_name(ONNX_INT8)
-    train = _spaced(find_pairs(job.required_channel("train"), job.required_channel("train_annotation")),
-                    settings.calibration_images)  # fmt: skip
+    train = _spaced(_pairs(job, "train"), settings.calibration_images)
     count = quantize(fp32, int8, _checked(_centre_crops(train, config.crop_size), should_stop))
     log.info("Quantized %s to %s, calibrated on %d training image(s), in %.1f s", fp32.name, int8.name, count,
              time.monotonic() - started)  # fmt: skip
@@ -124,8 +123,7 @@ def _gate(
 ) -> Verdict:
     """Both models on the same validation images, through the server's predictor on the runtime that serves."""
     started = time.monotonic()
-    pairs = _spaced(find_pairs(job.required_channel("validation"), job.required_channel("validation_annotation")),
-                    settings.validation_images)  # fmt: skip
+    pairs = _spaced(_pairs(job, "validation"), settings.validation_images)
     label_map = load_label_map(job.channel("label_map"), "validation", config.num_classes)
     transform = transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     on = "openvino" if runtime.available("openvino") else "onnxruntime"
@@ -151,6 +149,11 @@ def _centre_crops(pairs: list[Pair], crop_size: int) -> Iterator[np.ndarray]:
     for pair in pairs:
         image = read_image(pair.image)
         yield crop(image, np.zeros(image.shape[:2], np.uint8), rng)[0]
+
+
+def _pairs(job: Job, split: str) -> list[Pair]:
+    """The split's pairs as training listed them (its count and warnings are in the log already)."""
+    return find_pairs(job.required_channel(split), job.required_channel(f"{split}_annotation"), again=True)
 
 
 def _spaced(pairs: list[Pair], count: int) -> list[Pair]:
