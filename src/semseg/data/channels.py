@@ -20,9 +20,10 @@ from semseg.contract.errors import ClientError
 from semseg.data.images import MAX_PIXELS, MIN_SIDE, BadImage, check_mask, probe
 
 log = logging.getLogger(__name__)
-_AGAIN = logging.getLogger(f"{__name__}.again")  # a channel listed a second time says nothing again
+# A channel listed a second time says nothing again: a logger outside logging's registry, so that no logging
+# configuration (dictConfig re-enables the loggers it finds) turns it back on.
+_AGAIN = logging.Logger(f"{__name__}.again")
 _AGAIN.disabled = True
-_AGAIN.propagate = False
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
