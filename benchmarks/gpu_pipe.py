@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import tempfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
 from semseg.data.recordio import frame
 from semseg.engines.torch.devices import configure_cuda
-from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loader import Loader
 from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.optim import trainer_for
@@ -83,9 +82,8 @@ def main(quick: bool = False, device: torch.device | None = None, rounds: int | 
     if on_gpu:
         configure_cuda(device)
     workers = min(16, os.cpu_count() or 1) if on_gpu else 0
-    make_loader = partial(torch_loader, pin=on_gpu)
     loaders = {
-        mode: build_loaders(load_job(JobPaths(base)), config, 0, workers, make_loader)[0]
+        mode: build_loaders(load_job(JobPaths(base)), config, 0, Loader(workers, pin=on_gpu))[0]
         for mode, base in (("file", file_base), ("pipe", pipe_base))
     }
     net = SegmentationNet("fcn", config.backbone, config.num_classes).to(device)

@@ -1,19 +1,17 @@
 """GPU training throughput of the PyTorch engine (SEMSEG_ENGINE=torch): fcn/psp/deeplab/deeplabv3plus resnet-50,
 crop 240 and 480, float32 (TF32) and bf16 autocast (`precision_dtype=float16`), batch 16, on GPU 0.
 
-Two figures per configuration, in the same run: our whole loop (TorchLoop.train_epoch over the real data
-pipeline: JPEG/PNG files decoded, augmented and batched by DataLoader workers, normalised on the GPU) and the
-bare step (TorchLoop.step on one batch already on the GPU). Goal (issue 14): fcn crop 240 bf16 >= 600 images/s
-(11x the managed algorithm's ~55 on a V100), the loop within 10% of the bare step. Skipped, saying so,
-where PyTorch sees no GPU. Imports no MXNet, so it runs where only torch, numpy, OpenCV and Pillow are.
-"""
+Two figures per configuration, in the same run: our whole loop (semseg.engines.torch.loop.Loop.train_epoch over the
+real data pipeline: JPEG/PNG files decoded, augmented and batched by DataLoader workers, normalised on the GPU) and
+the bare step (semseg.engines.torch.loop.Loop.step on one batch already on the GPU). Goal (issue 14): fcn crop 240
+bf16 >= 600 images/s (11x the managed algorithm's ~55 on a V100), the loop within 10% of the bare step. Skipped,
+saying so, where PyTorch sees no GPU. Imports no MXNet, so it runs where only torch, numpy, OpenCV and Pillow are."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from semseg.contract.config import Config
 from semseg.contract.job import JobPaths, load_job
 from semseg.data.pipeline import build_loaders
 from semseg.engines.torch.devices import configure_cuda
-from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loader import Loader
 from semseg.engines.torch.loop import Loop
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.optim import trainer_for
@@ -59,7 +57,7 @@ def measure(
     if on_gpu:
         configure_cuda(device)
     workers = min(16, os.cpu_count() or 1) if on_gpu else 0
-    train, _ = build_loaders(load_job(JobPaths(base)), config, 0, workers, partial(torch_loader, pin=on_gpu))
+    train, _ = build_loaders(load_job(JobPaths(base)), config, 0, Loader(workers, pin=on_gpu))
     net = SegmentationNet(algorithm, config.backbone, config.num_classes).to(device)
     if on_gpu:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -62,7 +62,7 @@ def score(base: Path, augmentation: str) -> tuple[np.ndarray, float]:
     from semseg.contract.model_folder import read_model_folder
     from semseg.engines.mxnet.network import load_model
     from semseg.engines.mxnet.predict import Predictor
-    from semseg.fit.metrics import ConfusionMatrix
+    from semseg.measures.confusion import ConfusionMatrix
     from semseg.serving import tta
 
     folder = read_model_folder(base / "model", "the benchmark's model")

@@ -27,7 +27,8 @@ from semseg.contract.config import Config
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.loop import Loop
 from semseg.engines.mxnet.network import build_model
-from semseg.fit.loop import EpochResult, LoopSettings, NoHooks
+from semseg.fit.loop import LoopSettings, NoHooks
+from semseg.measures.results import EpochResult
 from semseg.outputs.board import Board
 from semseg.outputs.pictures import MAX_PICTURES
 from semseg.outputs.recorder import Outputs, Samples

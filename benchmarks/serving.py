@@ -37,8 +37,8 @@ from semseg.contract.config import Config
 from semseg.contract.files import ONNX_FP32, ONNX_INT8
 from semseg.engines.mxnet.network import build_model, materialize
 from semseg.engines.mxnet.predict import normalize
-from semseg.export.job import export_onnx
 from semseg.export.quantize import quantize
+from semseg.export.write import export_onnx
 
 PORT = 18080
 CONFIG = Config(num_classes=21, num_training_samples=100, crop_size=480, use_pretrained_model=False)
@@ -195,10 +195,12 @@ import io, json, resource
 from pathlib import Path
 from semseg.contract.model_folder import read_model_folder
 from semseg.engines.mxnet.predict import load_predictor
+from semseg.engines.record import PredictorSettings
 from semseg.contract.options import DEFAULT_PIXEL_BUDGET
 from semseg.serving.app import App
 from benchmarks.serving import jpeg
-app = App(load_predictor(read_model_folder(Path({str(folder)!r}), "bench"), "cpu", DEFAULT_PIXEL_BUDGET), 1)
+folder = read_model_folder(Path({str(folder)!r}), "bench")
+app = App(load_predictor(folder, "cpu", PredictorSettings(DEFAULT_PIXEL_BUDGET)), 1)
 def ask(body):
     got = {{}}
     environ = {{"PATH_INFO": "/invocations", "REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/jpeg",

@@ -9,7 +9,7 @@ per-iteration host sync) in the environment the `train` entry point sets up (sem
 Each variant runs in a worker process of its own (the OpenMP thread count is fixed when MXNet loads);
 the workers build and warm up once, then the parent asks them for timed passes in turn (A B C A B C ...).
 A third variant, the reference loop with our thread setting, separates the loop's own gain from the
-setting's. A fourth, the PyTorch engine (SEMSEG_ENGINE=torch: semseg.engines.torch.loop.TorchLoop, same
+setting's. A fourth, the PyTorch engine (SEMSEG_ENGINE=torch: semseg.engines.torch.loop.Loop, same
 thread setting as ours), puts the two engines side by side on the same machine in the same run.
 """
 

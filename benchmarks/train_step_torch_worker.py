@@ -2,9 +2,8 @@
 
     python -m benchmarks.train_step_torch_worker ALGORITHM CROP BATCH ITERATIONS
 
-Same protocol as benchmarks/train_step_worker.py: builds and warms up, prints {"threads": ...}, then one timed
-pass of ITERATIONS steps (TorchLoop.train_epoch over uint8 batches on the CPU) per line on stdin.
-"""
+Same protocol as benchmarks/train_step_worker.py: builds and warms up, prints {"threads": ...}, then one timed pass
+of ITERATIONS steps (semseg.engines.torch.loop.Loop.train_epoch over uint8 batches on the CPU) per line on stdin."""
 
 from __future__ import annotations
 

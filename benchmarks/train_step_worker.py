@@ -59,7 +59,7 @@ def reference_pass(
 def make_pass(variant: str, config: Config, data: Batches, ctx: list[mx.Context]) -> Callable[[], None]:
     mixed_precision = config.precision_dtype == "float16"
     if mixed_precision:
-        amp.init()  # before the network is built, as semseg.engines.mxnet.job does
+        amp.init()  # before the network is built, as semseg.engines.mxnet.kit does
     mx.random.seed(0)
     net = build_model(config, ctx)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-4, "momentum": 0.9})

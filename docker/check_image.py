@@ -42,7 +42,7 @@ def check_torch() -> None:
         sys.exit(f"torch {torch.__version__} is installed, semseg.engines.torch.support says {TORCH_VERSION}")
     if os.environ.get("SEMSEG_ENGINE") != "torch":
         sys.exit("The torch flavour trains with the PyTorch engine: build it with --build-arg ENGINE=torch")
-    import semseg.engines.torch.job  # noqa: F401 - the torch engine imports
+    import semseg.engines.torch.kit  # noqa: F401 - the torch engine imports
 
     print(f"torch {torch.__version__} (CUDA {torch.version.cuda}; {library.name}: {code.describe()}): ok")
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.settings import EXPORT_OFF
 
 # One OpenMP thread for MXNet, set before any test imports it and inherited by the jobs tests start in
 # subprocesses: MXNet's CPU gradient of BilinearResize2D (the heads' upsampling) sums in an order that
 # depends on the thread count and timing, so only single-threaded CPU runs repeat to the bit, which the
 # determinism and resume tests compare. The product's own default (semseg.threads) is tested on its own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# No ONNX export (about 2 s and 130 MB per job) and no INT8 (its calibration and gate) after the many jobs that test
-# something else: tests/functional/test_export.py turns them on, and the container tests run the image's defaults.
-EXPORT_OFF = {"SEMSEG_EXPORT": "false", "SEMSEG_INT8": "false"}
 for _name, _value in EXPORT_OFF.items():
     os.environ.setdefault(_name, _value)
 
@@ -30,13 +27,6 @@ def _weights_removed_after_each_test(tmp_path: Path) -> Iterator[None]:
     for path in tmp_path.rglob("*"):
         if path.is_file() and not path.is_symlink() and path.stat().st_size > 8 * 2**20:
             path.unlink()
-
-
-def write_config(base: Path, name: str, content: Any) -> None:
-    folder = base / "input" / "config"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = content if isinstance(content, str) else json.dumps(content)
-    (folder / name).write_text(text)
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
-"""SageMaker-compatible semantic segmentation training on MXNet/GluonCV."""
+"""SageMaker-compatible semantic segmentation: GluonCV's networks trained on MXNet or PyTorch (semseg.engines),
+served by the engine or from ONNX exports (semseg.serving)."""
 
 __version__ = "0.1.0"

@@ -11,7 +11,6 @@ first 1024 characters.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -22,18 +21,14 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from semseg import __version__
-from semseg.contract.config import Config, defaults
 from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
 from semseg.contract.files import write_text
-from semseg.contract.job import JobPaths, environ_summary, load_job
+from semseg.contract.job import JobPaths
 from semseg.contract.options import RunOptions, ServeOptions, setting
-from semseg.contract.previous_outputs import set_aside_earlier_outputs
 from semseg.contract.signals import StopFlag
-from semseg.engines import engine
-from semseg.fit.disk import check_space
 from semseg.logs import setup_logging
 from semseg.threads import configure_openmp
+from semseg.training import train
 
 log = logging.getLogger("semseg")
 
@@ -84,7 +79,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> Outcome:
     if "mxnet" not in sys.modules:  # OpenMP reads its thread count from the process's environment, once
         configure_openmp(os.environ)
     with StopFlag(at_once=_end_at_once).installed() as stop:
-        outcome = guarded(paths, lambda: _train(paths, environ, stop))
+        outcome = guarded(paths, lambda: train(paths, environ, stop))
     if outcome.code == EXIT_OK:
         log.info("Training job completed")
     return outcome
@@ -122,21 +117,6 @@ def _code(paths: JobPaths, exc: BaseException) -> int:
         )
         return _fail(paths, error, exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
     return _fail(paths, AlgorithmError(f"{type(exc).__name__}: {exc}"), exc, EXIT_ALGORITHM_ERROR, with_traceback=True)
-
-
-def _train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> None:
-    log.info("semseg %s, base folder %s", __version__, paths.base_dir)
-    log.info("Environment: %s", environ_summary(environ))
-    set_aside_earlier_outputs(paths)
-    job = load_job(paths)
-    log.info("Reading default configuration: %s", json.dumps(defaults(), sort_keys=True))
-    log.info("Provided configuration: %s", json.dumps(job.hyperparameters, sort_keys=True))
-    config = Config.from_hyperparameters(job.hyperparameters)
-    log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
-    options = RunOptions.from_environ(environ)
-    if job.cluster.leader:  # the host that writes the model and the checkpoints
-        check_space(config, paths.model_dir, job.checkpoint_dir)
-    engine(options.engine).train(job, config, options, stop)  # its framework loads after the configuration checks
 
 
 def _serve(paths: JobPaths, environ: Mapping[str, str]) -> int:

@@ -1,4 +1,5 @@
-"""CPU threads for MXNet's OpenMP kernels, chosen before MXNet is loaded.
+"""CPU threads for the runtimes' OpenMP kernels (MXNet's, PyTorch's, OpenVINO's and ONNX Runtime's: the training
+process and each server worker), chosen before any of them is loaded.
 
 Without OMP_NUM_THREADS, MXNet 1.x on x86 uses half of the CPUs it sees (src/engine/openmp.cc assumes
 every core runs two hyperthreads). Where cores have one thread (many cloud VMs and containers) that leaves

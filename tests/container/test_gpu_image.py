@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import docker, make_job, run_job
+from tests.container.support import docker, make_job, run_job
 
 pytestmark = pytest.mark.container
 

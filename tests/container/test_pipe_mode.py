@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import make_job, run_job
+from tests.container.support import make_job, run_job
 from tests.pipes import PipeWriter, to_pipe_mode
 
 pytestmark = pytest.mark.container

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import gluoncv_output_shape, jpeg, make_job
+from tests.container.support import gluoncv_output_shape, jpeg, make_job
 
 pytestmark = pytest.mark.container
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import ROOT, jpeg, make_job
+from tests.container.support import ROOT, jpeg, make_job
 
 pytestmark = pytest.mark.container
 

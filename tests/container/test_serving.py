@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.container.conftest import docker, jpeg, make_job, run_job
+from tests.container.support import docker, free_port, jpeg, make_job, request, run_job, wait_for_ping
 
 pytestmark = pytest.mark.container
 
@@ -28,33 +25,6 @@ def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run_job(image, base)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return base
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def request(port: int, path: str, body: bytes | None = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-def wait_for_ping(port: int, name: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if request(port, "/ping")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(docker("logs", name, check=False).stderr[-3000:])
 
 
 def test_docker_run_serve_answers_http_and_stops_cleanly(image: str, trained: Path) -> None:

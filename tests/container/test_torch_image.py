@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import docker, gluoncv_output_shape, make_job, run_job
+from tests.container.support import docker, gluoncv_output_shape, make_job, run_job
 
 pytestmark = pytest.mark.container
 
@@ -92,7 +92,7 @@ def test_the_torch_image_serves_with_torch_as_the_cpu_image_serves(
     import numpy as np
     from PIL import Image
 
-    from tests.container.test_serving import free_port, request, wait_for_ping
+    from tests.container.support import free_port, request, wait_for_ping
 
     base = make_job(image, tmp_path / "ml", {"epochs": "1"})
     trained = run_job(image, base)
@@ -126,8 +126,7 @@ def test_buildspecs_smoke_test_passes_on_the_torch_image(torch_image: str) -> No
     """docker/smoke_test.sh as buildspec.yml runs it before pushing the torch image, here without a GPU."""
     import os
 
-    from tests.container.conftest import ROOT
-    from tests.container.test_serving import free_port
+    from tests.container.support import ROOT, free_port
 
     env = {**os.environ, "SMOKE_ENGINE": "PyTorch", "SMOKE_DOCKER_ARGS": "", "SMOKE_PORT": str(free_port())}
     done = subprocess.run(

@@ -11,24 +11,11 @@ import pytest
 
 import semseg.engines.mxnet.gluoncv_import  # noqa: F401  # first: GluonCV refuses to import beside torch 2 otherwise
 from semseg.cli import main
+from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.report import METRIC_REGEXES
 from semseg.example import make_job
-from tests.conftest import EXPORT_OFF
-
-
-class JobOutputs:
-    """What a job left in its folder `base`: the failure file's text ("" without one) and the model files."""
-
-    base: Path
-
-    @property
-    def failure(self) -> str:
-        path = self.base / "output" / "failure"
-        return path.read_text() if path.exists() else ""
-
-    @property
-    def model_files(self) -> set[str]:
-        return {p.name for p in (self.base / "model").iterdir()}
+from tests.helpers import CROP, JobOutputs
+from tests.settings import EXPORT_OFF
 
 
 @dataclass
@@ -67,3 +54,12 @@ def train_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
         return Run(code, base, [r.getMessage() for r in caplog.records])
 
     return run
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
+    """A model trained by a real (tiny) job: FCN ResNet-50, 3 classes, crop 32."""
+    hp = {"epochs": 1, "mini_batch_size": 4, "validation_mini_batch_size": 2, "crop_size": CROP}
+    base = make_job(tmp_path_factory.mktemp("serve") / "ml", images=8, size=32, hyperparameters=hp)
+    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base), **EXPORT_OFF}).code == 0
+    return read_model_folder(base / "model", "the test model")

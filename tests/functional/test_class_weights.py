@@ -25,8 +25,8 @@ from semseg.example import IMBALANCED_CLASSES, LEARNING_HYPERPARAMETERS, RARE_CL
 from semseg.fit.class_weights import pixel_weights
 from semseg.fit.loop import LoopSettings
 from tests.functional import ddp_loss_worker
-from tests.functional.test_devices import CONFIG, ONE, TWO, TinyNet, batch, train_on, weights
 from tests.helpers import free_port
+from tests.tiny_mxnet import CONFIG, ONE, TWO, TinyNet, batch, train_on, weights
 
 CLASSES = 4
 EPOCHS = 16  # 128 updates: the rare classes start to show (rare-class IoU 0 plain, 0.076 weighted here)
@@ -155,7 +155,7 @@ def validation_iou(base: Path) -> np.ndarray:
     from semseg.contract.model_folder import read_model_folder
     from semseg.engines.mxnet.network import load_model
     from semseg.engines.mxnet.predict import Predictor
-    from semseg.fit.metrics import ConfusionMatrix
+    from semseg.measures.confusion import ConfusionMatrix
 
     folder = read_model_folder(base / "model", "the test's model")
     predictor = Predictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, 10**6)

@@ -14,9 +14,10 @@ from PIL import Image
 from semseg.contract.model_folder import read_model_folder
 from semseg.engines.mxnet.network import load_model
 from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
+from semseg.engines.record import PredictorSettings
 from semseg.engines.torch.predict import load_predictor
 from semseg.serving.app import App
-from tests.functional.test_serving import call, photo
+from tests.helpers import call, photo
 
 ARTIFACTS = {"hyperparams.json", "model_algo-1", "model_best.params", "model-symbol.json", "model-0000.params"}
 
@@ -41,7 +42,7 @@ def test_an_mxnet_job_trains_it_the_readme_loads_it_and_both_engines_serve_it(tr
     budget = 40 * 40  # the larger image goes by windows
     apps = {
         "mxnet": App(MXNetPredictor(load_model(folder, [mx.cpu()]), mx.cpu(), folder.config.crop_size, budget), 1),
-        "torch": App(load_predictor(folder, "cpu", budget), 1),
+        "torch": App(load_predictor(folder, "cpu", PredictorSettings(budget)), 1),
     }
     for height, width in ((32, 32), (41, 53), (70, 90)):
         png = io.BytesIO()

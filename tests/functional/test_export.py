@@ -21,16 +21,18 @@ from semseg.contract.job import JobPaths, load_job
 from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import ExportSettings
 from semseg.data.dataset import read_image
+from semseg.data.pipeline import list_channels
 from semseg.engines.mxnet.network import build_model, set_output_size
 from semseg.engines.mxnet.predict import load_predictor as mxnet_predictor
 from semseg.engines.mxnet.predict import normalize
 from semseg.engines.normalization import MEAN, STD
+from semseg.engines.record import PredictorSettings
 from semseg.engines.torch.convert import from_gluon
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.predict import load_predictor as torch_predictor
 from semseg.example import make_job
 from semseg.export import graph, runtime
-from semseg.export.job import write_exports
+from semseg.export.write import write_exports
 from tests.helpers import serve_and_ask
 
 ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus")
@@ -121,7 +123,7 @@ def test_a_job_writes_the_exports_and_the_gates_figures(exported: ModelFolder) -
 
 
 def test_the_fp32_export_predicts_what_the_engine_predicts(exported: ModelFolder) -> None:
-    engine = mxnet_predictor(exported, "cpu", 10**6)
+    engine = mxnet_predictor(exported, "cpu", PredictorSettings(10**6))
     export = runtime.predictor(exported.path / "model.onnx", "openvino", 3, CROP, 10**6)
     for image in (photo(48, 48, 1), photo(61, 90, 2)):
         np.testing.assert_allclose(export.probabilities(image), engine.probabilities(image), rtol=1e-4, atol=1e-5)
@@ -134,14 +136,14 @@ def test_a_torch_job_writes_the_export_of_its_own_network(
     env = {"SEMSEG_ENGINE": "torch", "SEMSEG_CPU_DEVICES": "2", "SEMSEG_INT8_CALIBRATION_IMAGES": "5"}
     with caplog.at_level("INFO"):
         assert train(tmp_path / "ml", env) == 0
-    logged = caplog.text + capfd.readouterr().out  # the processes log on stdout
+    logged = capfd.readouterr().out  # every line once: the job's (the export's, after training) and its processes'
     assert logged.count("model.onnx (") == 1 and logged.count("calibrated on 5 training image(s)") == 1
     assert logged.count("Channel validation: ") == 1, "the export lists the channels again without saying so"
     folder = read_model_folder(tmp_path / "ml" / "model", "the torch job's model")
     kept = (folder.path / "model-int8.onnx").is_file()
     gate = json.loads((tmp_path / "ml" / "output" / "data" / "evaluation.json").read_text())["int8"]
     assert gate["kept"] is kept and ("INT8 model kept" if kept else "INT8 model not kept") in logged
-    engine = torch_predictor(folder, "cpu", 10**6)
+    engine = torch_predictor(folder, "cpu", PredictorSettings(10**6))
     export = runtime.predictor(folder.path / "model.onnx", "onnxruntime", 3, CROP, 10**6)
     image = photo(53, 70, 3)
     np.testing.assert_allclose(export.probabilities(image), engine.probabilities(image), rtol=1e-4, atol=1e-5)
@@ -214,8 +216,8 @@ def test_a_stop_during_the_int8_work_leaves_the_fp32_export(
     (base / "model" / "model-int8.onnx").unlink()
     asked = iter(range(10**6))
     with caplog.at_level("INFO"):
-        write_exports(
-            load_job(JobPaths(base)), exported.config, ExportSettings(), 10**6, lambda: next(asked) >= stop_after
-        )
+        job = load_job(JobPaths(base))
+        stop = lambda: next(asked) >= stop_after  # noqa: E731
+        write_exports(job, exported.config, ExportSettings(), 10**6, stop, list_channels(job))
     assert "Stopped: model-int8.onnx abandoned; model.onnx serves" in caplog.text
     assert (base / "model" / "model.onnx").is_file() and not list((base / "model").glob("*int8*"))

@@ -19,11 +19,10 @@ import pytest
 from PIL import Image
 
 from semseg.example import make_job
-from tests.functional.conftest import JobOutputs
+from tests.helpers import GRACE_SECONDS, JobOutputs
 
 pytestmark = pytest.mark.slow
 
-GRACE_SECONDS = 120  # SageMaker sends SIGKILL this long after SIGTERM
 ENDS_WITHIN_SECONDS = 60  # a failure in one process ends every process within this (not the collective's timeout)
 SETUPS = [("mxnet", 1), ("mxnet", 2), ("torch", 1), ("torch", 2)]
 SETUP_IDS = [f"{engine}-{n}" for engine, n in SETUPS]

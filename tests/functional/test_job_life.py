@@ -4,13 +4,8 @@ resume, early stopping, incremental training, divergence. Signals, kills and fai
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import tarfile
-import time
 from pathlib import Path
 
 import mxnet as mx
@@ -19,35 +14,13 @@ import pytest
 from gluoncv.model_zoo import FCN
 
 from semseg.example import make_job
-from tests.functional.test_model import evaluate_plain
-from tests.helpers import board_scalars, read_board
+from tests.helpers import GRACE_SECONDS, board_scalars, model_tar, read_board, start_training, wait_for
+from tests.tiny_mxnet import evaluate_plain
 
 pytestmark = pytest.mark.slow
 
-GRACE_SECONDS = 120  # SageMaker sends SIGKILL this long after SIGTERM
 ENGINES = ["mxnet", "torch"]
 CHECKPOINT_FILES = {"mxnet": ("model.params", "best.params"), "torch": ("model.pt", "best.pt")}
-
-
-def start_training(base: Path, engine: str = "mxnet") -> subprocess.Popen[str]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SEMSEG_PROGRESS_EVERY": "1", "PYTHONUNBUFFERED": "1"}
-    env["SEMSEG_ENGINE"] = engine
-    return subprocess.Popen(
-        [sys.executable, "-m", "semseg", "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def wait_for(proc: subprocess.Popen[str], needle: str, timeout: float = 300) -> list[str]:
-    """Read the log until a line contains `needle`; returns the lines read."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        lines.append(line)
-        if needle in line:
-            return lines
-        assert time.monotonic() < deadline, f"no {needle!r} in time"
-    raise AssertionError(f"the job ended before {needle!r}:\n{''.join(lines[-30:])}")
 
 
 def checkpointed_job(tmp_path: Path, name: str, epochs: int = 4) -> Path:
@@ -116,13 +89,6 @@ def test_corrupt_and_foreign_checkpoints_are_skipped(tmp_path: Path, train_job, 
     kept = sorted((base / "checkpoints").glob("previous-*"))
     assert len(kept) == 2, "the corrupt checkpoint and the one of the old learning rate, both kept"
     assert (kept[-1] / "epoch-0000" / weights).read_bytes() == before, "the old learning rate's, intact"
-
-
-def model_tar(model_dir: Path, target: Path) -> Path:
-    with tarfile.open(target, "w:gz") as tar:
-        for path in model_dir.iterdir():
-            tar.add(path, arcname=path.name)
-    return target
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -9,29 +9,15 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet, resnet50_v1s
+from gluoncv.model_zoo import FCN, DeepLabV3, PSPNet
 from gluoncv.model_zoo.model_store import short_hash
 
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
-from semseg.data.dataset import read_image, read_mask
 from semseg.engines.mxnet.network import build_model, set_output_size
-from semseg.engines.mxnet.predict import normalize
-from tests.helpers import confusion
+from tests.tiny_mxnet import fake_imagenet_weights
 
 CONFIG = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)
-
-
-def fake_imagenet_weights(root: Path, name: str = "resnet50_v1s", net: mx.gluon.Block | None = None) -> Path:
-    """A weight file with GluonCV's name and resnet50_v1s's layout (real weights cannot be downloaded here)."""
-    mx.random.seed(11)
-    net = net or resnet50_v1s(pretrained=False)
-    net.initialize(mx.init.Normal(0.05))
-    net(mx.nd.zeros((1, 3, 32, 32)))
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{name}-{short_hash(name)}.params"
-    net.save_parameters(str(path))
-    return path
 
 
 def test_pretrained_backbone_is_loaded_from_the_local_store(tmp_path: Path) -> None:
@@ -106,18 +92,3 @@ def test_whole_image_validation_on_images_of_different_sizes(train_job) -> None:
     )
     assert run.code == 0, run.failure
     assert len(run.metric("validation:mIOU")) == 1
-
-
-def evaluate_plain(net_fn, base: Path, num_classes: int, crop: int) -> float:
-    """mIOU of `net_fn(x)` over the validation channel, centre-cropped as the job validates."""
-    from semseg.data.transforms import center_crop
-
-    batches = []
-    images = sorted((base / "input" / "data" / "validation").glob("*.jpg"))
-    for path in images:
-        image = read_image(path)
-        mask = read_mask(base / "input" / "data" / "validation_annotation" / (path.stem + ".png"))
-        image, mask = center_crop(crop)(image, mask, np.random.default_rng(0))
-        x = normalize(mx.nd.array(image[None], dtype="uint8"))
-        batches.append((mask, net_fn(x).argmax(axis=1).asnumpy()))
-    return confusion(num_classes, *batches).miou

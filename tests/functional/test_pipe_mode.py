@@ -22,7 +22,7 @@ from PIL import Image
 
 from semseg.data.recordio import read_records
 from semseg.example import make_job
-from tests.functional.test_job_life import GRACE_SECONDS, model_tar, start_training, wait_for
+from tests.helpers import GRACE_SECONDS, model_tar, start_training, wait_for
 from tests.pipes import PipeWriter, frame, manifest_records, to_pipe_mode
 
 HP = {"epochs": 2, "mini_batch_size": 4, "validation_mini_batch_size": 2}

@@ -18,105 +18,18 @@ from gluoncv.model_zoo import FCN
 from PIL import Image
 
 from semseg.cli import EXIT_CLIENT_ERROR, main
-from semseg.contract.model_folder import ModelFolder, read_model_folder
+from semseg.contract.model_folder import ModelFolder
 from semseg.data.recordio import LENGTH_MASK
 from semseg.engines.mxnet.network import load_model
 from semseg.engines.mxnet.predict import Predictor, Scorer, normalize, window_starts
-from semseg.example import make_job
 from semseg.serving.app import App
-from semseg.serving.record_pb2 import Record  # type: ignore[attr-defined]
-from tests.conftest import EXPORT_OFF
-
-CLASSES = 3
-CROP = 32
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> ModelFolder:
-    """A model trained by a real (tiny) job: FCN ResNet-50, 3 classes, crop 32."""
-    hp = {"epochs": 1, "mini_batch_size": 4, "validation_mini_batch_size": 2, "crop_size": CROP}
-    base = make_job(tmp_path_factory.mktemp("serve") / "ml", images=8, size=32, hyperparameters=hp)
-    assert main(["train"], {"SAGEMAKER_BASE_DIR": str(base), **EXPORT_OFF}).code == 0
-    return read_model_folder(base / "model", "the test model")
-
-
-def predictor_for(model: ModelFolder, pixel_budget: int = 10**6) -> Predictor:
-    return Predictor(load_model(model, [mx.cpu()]), mx.cpu(), model.config.crop_size, pixel_budget)
-
-
-def app_for(model: ModelFolder, pixel_budget: int = 10**6) -> App:
-    return App(predictor_for(model, pixel_budget), max_concurrent_transforms=2)
+from tests.helpers import CLASSES, CROP, Response, call, encoded, photo, png_classes
+from tests.tiny_mxnet import app_for, decode_record, predictor_for
 
 
 @pytest.fixture(scope="module")
 def app(model: ModelFolder) -> App:
     return app_for(model)
-
-
-class Response:
-    def __init__(self, app: App, environ: dict[str, Any]) -> None:
-        captured: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-            captured["status"], captured["headers"] = status, dict(headers)
-
-        self.body = b"".join(app(environ, start_response))
-        self.status = int(captured["status"].split()[0])
-        self.headers: dict[str, str] = captured["headers"]
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-def call(
-    app: App,
-    path: str,
-    body: bytes = b"",
-    method: str = "POST",
-    content_type: str | None = "image/jpeg",
-    **headers: str,
-) -> Response:
-    environ: dict[str, Any] = {
-        "PATH_INFO": path,
-        "REQUEST_METHOD": method,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-    }
-    if content_type is not None:
-        environ["CONTENT_TYPE"] = content_type
-    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
-    return Response(app, environ)
-
-
-def encoded(image: np.ndarray | Image.Image, fmt: str = "JPEG", **save: Any) -> bytes:
-    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    buffer = io.BytesIO()
-    picture.save(buffer, format=fmt, **save)
-    return buffer.getvalue()
-
-
-def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def png_classes(body: bytes) -> np.ndarray:
-    picture = Image.open(io.BytesIO(body))
-    assert picture.mode == "L" and picture.format == "PNG"
-    return np.asarray(picture)
-
-
-def decode_record(body: bytes, tmp_path: Path) -> np.ndarray:
-    """As the AWS notebook: MXNet's RecordIO reader, then the Record's target reshaped by its shape."""
-    path = tmp_path / "response.rec"
-    path.write_bytes(body)
-    reader = mx.recordio.MXRecordIO(str(path), "r")
-    record = Record()
-    record.ParseFromString(reader.read())
-    assert reader.read() is None  # exactly one record
-    shape = list(record.features["shape"].int32_tensor.values)
-    assert list(record.features["target"].float32_tensor.shape) == shape
-    return np.reshape(np.array(record.features["target"].float32_tensor.values, dtype=np.float32), shape)
 
 
 def gluoncv_classes(model: ModelFolder, image: np.ndarray) -> np.ndarray:

@@ -21,8 +21,7 @@ import pytest
 from PIL import Image
 
 from semseg.example import make_job
-from tests.functional.test_job_life import GRACE_SECONDS, wait_for
-from tests.helpers import board_scalars, read_board
+from tests.helpers import GRACE_SECONDS, board_scalars, read_board, wait_for
 from tests.pipes import PipeWriter, to_pipe_mode
 
 pytestmark = pytest.mark.slow

@@ -144,7 +144,7 @@ def test_schedules_are_mxnets(scheduler: str, extra: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_models_seed_jobs_across_engines(tmp_path: Path, train_job) -> None:
     from semseg.example import make_job
-    from tests.functional.test_job_life import model_tar
+    from tests.helpers import model_tar
 
     for first_engine, second_engine in (("mxnet", "torch"), ("torch", "mxnet")):
         first = train_job({"epochs": 1}, env={"SEMSEG_ENGINE": first_engine}, images=4)
@@ -175,13 +175,13 @@ def test_two_processes_train_one_job(tmp_path: Path) -> None:
 
 
 def test_the_imagenet_backbone_comes_from_gluoncvs_file(tmp_path: Path) -> None:
-    from semseg.engines.torch.files import load_backbone
-    from tests.functional.test_model import fake_imagenet_weights
+    from semseg.engines.torch.gluon import load_backbone
+    from semseg.engines.weights import backbone_weights_file
+    from tests.tiny_mxnet import fake_imagenet_weights
 
     weights = fake_imagenet_weights(tmp_path / "models")
-    config = Config(num_classes=3, num_training_samples=4, crop_size=32)  # use_pretrained_model=True by default
     net = SegmentationNet("fcn", "resnet-50", 3)
-    load_backbone(net, config, tmp_path / "models")
+    load_backbone(net, backbone_weights_file("resnet-50", tmp_path / "models"))
     saved = mx.nd.load(str(weights))
     state = net.state_dict()
     for gluon_name, torch_name in (
@@ -205,7 +205,7 @@ sys.modules["gluoncv"] = None
 from pathlib import Path
 import torch
 from semseg.contract.config import Config
-from semseg.engines.torch.loader import torch_loader
+from semseg.engines.torch.loader import Loader
 from semseg.data.pipeline import build_loaders
 from semseg.contract.job import JobPaths, load_job
 from semseg.engines.torch.loop import Loop
@@ -215,7 +215,7 @@ from semseg.fit.loop import LoopSettings, NoHooks
 
 config = Config(num_classes=3, num_training_samples=4, crop_size=32, use_pretrained_model=False)
 job = load_job(JobPaths(Path({str(base)!r})))
-train, validation = build_loaders(job, config, 0, 0, lambda d, s, w: torch_loader(d, s, w, pin=False))
+train, validation = build_loaders(job, config, 0, Loader(0))
 net = SegmentationNet("fcn", "resnet-50", 3)
 loop = Loop(net, trainer_for(net, config), torch.device("cpu"), LoopSettings.of(config))
 train.set_epoch(0)

@@ -15,10 +15,10 @@ from PIL import Image
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.mxnet.network import load_model
 from semseg.engines.mxnet.predict import Predictor as MXNetPredictor
+from semseg.engines.record import PredictorSettings
 from semseg.engines.torch.predict import load_predictor
 from semseg.serving.app import App
-from tests.functional.test_serving import call, model, photo  # noqa: F401  # `model`: the module's fixture
-from tests.helpers import serve_and_ask
+from tests.helpers import call, photo, serve_and_ask
 
 AGREEMENT = 0.99
 SIZES = [(32, 32), (40, 52), (61, 47), (90, 120)]  # the last above the test's pixel budget: windows
@@ -30,10 +30,10 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def apps(model: ModelFolder) -> tuple[App, App]:  # noqa: F811
+def apps(model: ModelFolder) -> tuple[App, App]:
     budget = 64 * 64
     mxnet_app = App(MXNetPredictor(load_model(model, [mx.cpu()]), mx.cpu(), model.config.crop_size, budget), 1)
-    return mxnet_app, App(load_predictor(model, "cpu", budget), 1)
+    return mxnet_app, App(load_predictor(model, "cpu", PredictorSettings(budget)), 1)
 
 
 def classes_of(app: App, image: np.ndarray, **headers: str) -> np.ndarray:
@@ -67,14 +67,14 @@ def test_flip_and_the_other_answers_work_on_the_torch_server(apps: tuple[App, Ap
     assert call(torch_app, "/invocations", b"not an image").status == 400
 
 
-def test_bfloat16_autocast_on_the_cpu_keeps_most_of_the_class_map(model: ModelFolder) -> None:  # noqa: F811
-    plain = load_predictor(model, "cpu", 10**6)
-    mixed = load_predictor(model, "cpu", 10**6, "bfloat16")
+def test_bfloat16_autocast_on_the_cpu_keeps_most_of_the_class_map(model: ModelFolder) -> None:
+    plain = load_predictor(model, "cpu", PredictorSettings(10**6))
+    mixed = load_predictor(model, "cpu", PredictorSettings(10**6, "bfloat16"))
     image = photo(61, 47, seed=3)
     assert agreement(mixed.classes(image), plain.classes(image)) >= 0.95
 
 
-def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[App, App]) -> None:  # noqa: F811
+def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[App, App]) -> None:
     image = photo(40, 52, seed=9)
     (served,), out = serve_and_ask(model.path, [image], SEMSEG_ENGINE="torch")
     assert agreement(served, classes_of(apps[0], image)) >= AGREEMENT
@@ -83,7 +83,7 @@ def test_serve_with_the_torch_engine_over_http(model: ModelFolder, apps: tuple[A
 
 
 def test_autocast_is_refused_on_the_mxnet_engine(
-    model: ModelFolder,  # noqa: F811
+    model: ModelFolder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from semseg.cli import EXIT_CLIENT_ERROR, main

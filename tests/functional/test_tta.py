@@ -16,27 +16,15 @@ from gluoncv.model_zoo import FCN
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines import Predictor
 from semseg.engines.mxnet.predict import normalize
-from semseg.engines.torch import files
+from semseg.engines.torch.gluon import load_model_folder
 from semseg.engines.torch.network import SegmentationNet
 from semseg.engines.torch.predict import FLOAT32
 from semseg.engines.torch.predict import Predictor as TorchPredictor
 from semseg.serving import tta
 from semseg.serving.app import App
 from semseg.serving.codecs import encode_png
-from tests.functional.test_serving import (
-    CLASSES,
-    CROP,
-    app_for,
-    call,
-    decode_record,
-    encoded,
-    model,
-    photo,
-    png_classes,
-    predictor_for,
-)
-
-__all__ = ["model"]  # the trained model fixture of test_serving
+from tests.helpers import CLASSES, CROP, call, encoded, photo, png_classes
+from tests.tiny_mxnet import app_for, decode_record, predictor_for
 
 PROBABILITIES = "application/x-protobuf"
 
@@ -56,7 +44,7 @@ def flip_reference(folder: ModelFolder, image: np.ndarray) -> np.ndarray:
 
 def torch_predictor(folder: ModelFolder, pixel_budget: int = 10**6) -> TorchPredictor:
     net = SegmentationNet("fcn", "resnet-50", CLASSES)
-    files.load_model_folder(net, folder)
+    load_model_folder(net, folder)
     net.eval()
     return TorchPredictor(net, torch.device("cpu"), folder, pixel_budget, FLOAT32)
 

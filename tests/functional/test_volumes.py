@@ -1,4 +1,5 @@
-"""Full and read-only volumes, on real small volumes (tmpfs, mounted by the test as root; skipped elsewhere), on
+"""Full and read-only volumes, on real small volumes (tmpfs, mounted by the test as root; skipped elsewhere, but a
+failure under CI, which runs as root and must run them: CI=true), on
 both engines and with two torch processes: what the job says (exit code, failure file), what it keeps, and that no
 temporary file is left behind. The parameter files of the tests' FCN ResNet-50 are 142 MB each."""
 
@@ -24,11 +25,18 @@ ENGINES = [
 HP = {"epochs": 3, "mini_batch_size": 2}
 
 
+def cannot(why: str) -> None:
+    """Skip: this machine cannot make the volume. Under CI (CI=true) fail instead: there the tests must run."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run the storage-fault tests, but {why}")
+    pytest.skip(why)
+
+
 @pytest.fixture
 def volume(tmp_path: Path) -> Iterator[object]:
     """volume(path, megabytes, read_only=False): a tmpfs of that size mounted at `path`, unmounted afterwards."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small volume needs root")
+        cannot("mounting a small volume needs root")
     mounted: list[Path] = []
 
     def mount(path: Path, megabytes: int, read_only: bool = False) -> Path:
@@ -37,7 +45,7 @@ def volume(tmp_path: Path) -> Iterator[object]:
             ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], capture_output=True, text=True
         )
         if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+            cannot(f"a tmpfs cannot be mounted here: {done.stderr.strip()}")
         mounted.append(path)
         if read_only:
             subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
@@ -178,3 +186,12 @@ def _job(base: Path) -> Path:
 
     hp = {"mini_batch_size": 2, "validation_mini_batch_size": 2, **HP}
     return make_job(base, images=4, size=32, hyperparameters=hp)
+
+
+def test_a_volume_that_cannot_be_made_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the storage-fault tests, but no tmpfs"):
+        cannot("no tmpfs")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no tmpfs"):
+        cannot("no tmpfs")

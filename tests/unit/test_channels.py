@@ -30,10 +30,6 @@ def test_pairs_by_stem_with_subfolders_and_skips(tmp_path: Path, caplog: pytest.
     text = caplog.text
     assert "notes.txt is not readable image file" in text
     assert "1 images without a mask" in text and "1 masks without an image" in text
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        assert find_pairs(images, masks, again=True) == pairs
-    assert caplog.text == "", "a second listing (the export's, at the end of the job) repeats nothing"
 
 
 def test_masks_in_a_flat_folder_pair_with_images_in_subfolders(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from semseg.cli import EXIT_ALGORITHM_ERROR, EXIT_CLIENT_ERROR, EXIT_OK, guarded, main
 from semseg.contract.errors import AlgorithmError
 from semseg.contract.job import JobPaths
-from tests.conftest import write_config
+from tests.settings import write_config
 
 
 def run(base: Path, *args: str, **env: str) -> int:

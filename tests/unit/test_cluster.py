@@ -14,13 +14,13 @@ import pytest
 from semseg.contract.cluster import Cluster
 from semseg.contract.errors import ClientError
 from semseg.contract.job import JobPaths, load_job
-from semseg.distributed.hosts import resolve
+from semseg.distributed.names import resolve
 from semseg.distributed.peers import PeerWatch
 from semseg.engines.mxnet.exchange import from_digits, to_digits
-from semseg.engines.mxnet.hosts import dmlc_env, roles
-from semseg.engines.torch.hosts import network_env, rendezvous, set_network_env
-from tests.conftest import write_config
+from semseg.engines.mxnet.parameter_server import dmlc_env, roles
+from semseg.engines.torch.rendezvous import network_env, rendezvous, set_network_env
 from tests.helpers import free_port
+from tests.settings import write_config
 
 HOSTS = ["algo-1-x7k2q", "algo-2-m4p9d", "algo-3-z8c1r"]
 

@@ -10,33 +10,14 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.options import RunOptions
 from semseg.engines.gpus import Gpu, visible_gpus
-from semseg.engines.mxnet.devices import check_supported, select_devices
+from semseg.engines.mxnet.devices import select_devices
+from semseg.engines.mxnet.support import check_supported
+from tests.helpers import fake_nvidia_smi
 
 CONFIG = Config(num_classes=3, num_training_samples=4)
 OPTIONS = RunOptions(weights_root=Path("/nonexistent"))
 H100 = "0, NVIDIA H100 80GB HBM3, 9.0"
 V100 = "0, Tesla V100-SXM2-16GB, 7.0"
-
-
-def fake_nvidia_smi(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, rows: list[str], old_driver: bool = False, driver: str = "550.127.05"
-) -> None:
-    """An nvidia-smi that answers --query-gpu like the real one (an old driver refuses compute_cap)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    script = folder / "nvidia-smi"
-    names = "\n".join(",".join(row.split(",")[:2]) for row in rows)
-    refuse = 'echo "Field \\"compute_cap\\" is not a valid field to query." >&2; exit 2' if old_driver else ""
-    script.write_text(
-        "#!/bin/sh\n"
-        'case "$1" in\n'
-        f'  --query-gpu=index,name,compute_cap) {refuse}\n    printf "%s\\n" "{chr(10).join(rows)}" ;;\n'
-        f'  --query-gpu=index,name) printf "%s\\n" "{names}" ;;\n'
-        f'  --query-gpu=driver_version) echo "{driver}" ;;\n'
-        "  *) exit 9 ;;\n"
-        "esac\n"
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
 
 
 def test_gpus_are_read_with_their_compute_capability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

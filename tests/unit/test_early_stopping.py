@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from semseg.fit.early_stopping import EarlyStopping
-from semseg.fit.loop import EpochResult, Hooks, fit
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.fit.loop import Hooks, fit
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.results import EpochResult
 
 
 def confusion_with_miou(miou: float) -> ConfusionMatrix:

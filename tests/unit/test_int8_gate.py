@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from semseg.export.quantize import Gate, Verdict
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
 
 GATE = Gate(max_miou_loss=0.5, max_class_loss=2.0)
 

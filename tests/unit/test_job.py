@@ -9,7 +9,7 @@ import pytest
 
 from semseg.contract.errors import ClientError
 from semseg.contract.job import BASE_DIR_ENV, JobPaths, environ_summary, load_job
-from tests.conftest import write_config
+from tests.settings import write_config
 
 
 def test_paths_follow_sagemaker_base_dir(tmp_path: Path) -> None:

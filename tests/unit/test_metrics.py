@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
 from tests.helpers import confusion
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from semseg.data.palette import PALETTE, overlay
-from semseg.fit.loop import EpochResult
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.results import EpochResult
 from semseg.outputs.board import Board
 from semseg.outputs.pictures import GAP, MAX_SIDE, confusion_png, curves_png, triptych
 

@@ -1,4 +1,4 @@
-"""Which model of a folder answers (semseg.export.serve.choose): the fastest one it holds on the CPU, unless
+"""Which model of a folder answers (semseg.serving.choice.choose): the fastest one it holds on the CPU, unless
 SEMSEG_SERVE_MODEL says; no runtime loads here."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
 from semseg.contract.options import ServeOptions
 from semseg.engines import engine
-from semseg.export.serve import choose
+from semseg.serving.choice import choose
 
 MXNET = engine("mxnet")
 

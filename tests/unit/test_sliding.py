@@ -1,11 +1,11 @@
-"""Prediction by windows (semseg.fit.sliding), with a scorer made of numpy alone: where windows start, which rows
+"""Prediction by windows (semseg.measures.sliding), with a scorer made of numpy alone: where windows start, which rows
 each band hands out, and that every pixel is the mean of the windows that cover it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from semseg.fit.sliding import SlidingWindows, window_starts
+from semseg.measures.sliding import SlidingWindows, window_starts
 
 
 def test_window_starts_cover_the_side_and_end_flush() -> None:

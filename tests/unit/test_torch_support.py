@@ -16,7 +16,7 @@ from semseg.contract.options import RunOptions
 from semseg.engines.gpus import Gpu, driver_version
 from semseg.engines.torch.fatbin import read_gpu_code
 from semseg.engines.torch.support import CAPABILITIES, TORCH_VERSION, check_supported, has_code
-from tests.unit.test_devices import fake_nvidia_smi
+from tests.helpers import fake_nvidia_smi
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,20 +104,20 @@ def test_the_driver_version_is_read_from_nvidia_smi(tmp_path: Path, monkeypatch:
 def test_the_torch_engine_refuses_an_old_driver_before_any_data_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """plan_devices, which the job runs first: the CPU torch here has no CUDA, but the guard reads the driver."""
-    from semseg.engines.torch.devices import plan_devices
+    """select_devices, which the job runs first: the CPU torch here has no CUDA, but the guard reads the driver."""
+    from semseg.engines.torch.devices import select_devices
 
     fake_nvidia_smi(tmp_path, monkeypatch, ["0, NVIDIA L4, 8.9"], driver="470.256.02")
     options = RunOptions(weights_root=Path("/nonexistent"), allow_cpu=True)
     with pytest.raises(ClientError, match="driver 470 is too old"):
-        plan_devices(Config(num_classes=3, num_training_samples=4), options)
+        select_devices(Config(num_classes=3, num_training_samples=4), options)
     fake_nvidia_smi(tmp_path, monkeypatch, ["0, NVIDIA L4, 8.9"], driver="550.127.05")
-    assert plan_devices(Config(num_classes=3, num_training_samples=4), options).kind == "cpu"  # allowed CPU
+    assert select_devices(Config(num_classes=3, num_training_samples=4), options).kind == "cpu"  # allowed CPU
 
 
 def test_the_readme_table_says_what_each_image_runs() -> None:
     """Every GPU row of the README's "Which image for which instance": `yes` exactly where the image's guard passes."""
-    from semseg.engines.mxnet.devices import MAX_CAPABILITY, MIN_CAPABILITY
+    from semseg.engines.mxnet.support import MAX_CAPABILITY, MIN_CAPABILITY
 
     text = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| (ml\.[^|]+) \| [^|(]+\((\d+)\.(\d+)\) \| (yes|no) \| (yes|no) \|$", text, re.MULTILINE)

@@ -1,4 +1,5 @@
-"""The names of the files a job leaves in /opt/ml/model, and the one way this project writes a file.
+"""The names of the files a job leaves in /opt/ml/model (and evaluation.json in output/data), and the one way
+this project writes a file.
 
 Every file is written to a temporary name beside its target, flushed to the disk (fsync), and renamed onto it,
 and the folder's entry is flushed too, so a stop, a crash or a power loss leaves the old file or the new one,
@@ -21,10 +22,11 @@ from pathlib import Path
 FINAL_PARAMS = "model_algo-1"  # Gluon parameters at the end of training
 BEST_PARAMS = "model_best.params"  # Gluon parameters of the best validation mIOU (what hosting loads)
 HYPERPARAMS = "hyperparams.json"  # the final configuration
-EXPORT_PREFIX = "model"  # model-symbol.json + model-0000.params
+SYMBOL_PREFIX = "model"  # model-symbol.json + model-0000.params: the MXNet symbol file of the best weights
 ONNX_FP32 = "model.onnx"  # the best weights as an ONNX graph that takes uint8 images (semseg.export)
 ONNX_INT8 = "model-int8.onnx"  # its INT8 version, kept only where it passed the accuracy gate
 PREVIOUS = "previous-"  # what an earlier job left in a reused folder, moved aside: previous-<UTC time>/
+EVALUATION = "evaluation.json"  # in output/data: the best epoch's validation and the INT8 gate (semseg.outputs)
 WEIGHT_FILES = (BEST_PARAMS, FINAL_PARAMS)  # which weights of a model folder to load, in order of preference
 
 

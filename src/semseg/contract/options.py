@@ -18,6 +18,7 @@ from typing import Any
 from semseg.contract.errors import ClientError
 from semseg.contract.params import parse_bool
 
+ENGINE_NAMES = ("mxnet", "torch")  # SEMSEG_ENGINE's values (the first the default): the engines of semseg.engines
 MAX_DATA_WORKERS = 16  # the managed algorithm's
 DEFAULT_PIXEL_BUDGET = 1_000_000  # one pass up to 1 Mpx: about 1 GB of memory for a resnet-50 network on the CPU
 DEFAULT_PIPE_TIMEOUT_S = 600.0
@@ -105,7 +106,7 @@ def _number(value: float) -> str:
 _TRAINING = (
     Setting("SAGEMAKER_BASE_DIR", "/opt/ml", str, valid_text="a folder"),
     Setting("MXNET_HOME", "~/.mxnet", str, valid_text="a folder"),
-    Setting("SEMSEG_ENGINE", "mxnet", str, choices=("mxnet", "torch")),
+    Setting("SEMSEG_ENGINE", ENGINE_NAMES[0], str, choices=ENGINE_NAMES),
     Setting("SEMSEG_SEED", 0),
     Setting("SEMSEG_DATA_WORKERS", None, low=0, shown="0 on the CPU, min(16, cores) on GPUs"),
     Setting("SEMSEG_PROGRESS_EVERY", 20, low=1),
@@ -142,6 +143,11 @@ SERVING_SETTINGS = {s.name: s for s in _SERVING}
 SETTINGS = {**TRAINING_SETTINGS, **SERVING_SETTINGS}
 
 
+def default(name: str) -> Any:
+    """The default of the setting `name`: the options' fields below take theirs from the table, written once."""
+    return SETTINGS[name].default
+
+
 def setting(environ: Mapping[str, str], name: str) -> Any:
     """The value of the setting `name` in `environ`."""
     return SETTINGS[name].read(environ)
@@ -151,38 +157,38 @@ def setting(environ: Mapping[str, str], name: str) -> Any:
 class PipeSettings:
     """How Pipe-mode channels are read; `should_stop` ends a wait on a FIFO."""
 
-    timeout_s: float = DEFAULT_PIPE_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: training pairs shuffled in memory
+    timeout_s: float = default("SEMSEG_PIPE_TIMEOUT")
+    shuffle_buffer: int = default("SEMSEG_PIPE_SHUFFLE_BUFFER")  # training pairs shuffled in memory
     should_stop: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What the end of training exports (semseg.export.job)."""
+    """What the end of training exports (semseg.export.write)."""
 
-    export: bool = True  # SEMSEG_EXPORT: model.onnx
-    int8: bool = True  # SEMSEG_INT8: model-int8.onnx, kept where it passes the gate
-    calibration_images: int = 100  # SEMSEG_INT8_CALIBRATION_IMAGES: training images, evenly spaced
-    validation_images: int = 500  # SEMSEG_INT8_VALIDATION_IMAGES: the gate's, evenly spaced
-    max_miou_loss: float = 0.5  # SEMSEG_INT8_MAX_MIOU_LOSS: points of mIOU INT8 may lose against FP32
-    max_class_loss: float = 2.0  # SEMSEG_INT8_MAX_CLASS_LOSS: points of IoU any class may lose
+    export: bool = default("SEMSEG_EXPORT")  # model.onnx
+    int8: bool = default("SEMSEG_INT8")  # model-int8.onnx, kept where it passes the gate
+    calibration_images: int = default("SEMSEG_INT8_CALIBRATION_IMAGES")  # training images, evenly spaced
+    validation_images: int = default("SEMSEG_INT8_VALIDATION_IMAGES")  # the gate's, evenly spaced
+    max_miou_loss: float = default("SEMSEG_INT8_MAX_MIOU_LOSS")  # points of mIOU INT8 may lose against FP32
+    max_class_loss: float = default("SEMSEG_INT8_MAX_CLASS_LOSS")  # points of IoU any class may lose
 
 
 @dataclass(frozen=True)
 class RunOptions:
     weights_root: Path  # GluonCV's weight store: $MXNET_HOME/models, else ~/.mxnet/models
-    seed: int = 0  # SEMSEG_SEED
-    data_workers: int | None = None  # SEMSEG_DATA_WORKERS; None: 0 on the CPU, else min(16, CPU cores)
-    progress_every: int = 20  # SEMSEG_PROGRESS_EVERY: iterations between progress lines
-    cpu_devices: int = 0  # SEMSEG_CPU_DEVICES=N: train data-parallel on N CPU contexts (tests, benchmarks)
-    allow_cpu: bool = False  # SEMSEG_ALLOW_CPU=true: train on the CPU where GPUs are present but unusable
-    engine: str = "mxnet"  # SEMSEG_ENGINE: the name of an engine of semseg.engines
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET  # SEMSEG_PIXEL_BUDGET: larger validation images go by windows
-    pipe_timeout_s: float = DEFAULT_PIPE_TIMEOUT_S  # SEMSEG_PIPE_TIMEOUT: wait for a Pipe-mode FIFO and its data
-    pipe_shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # SEMSEG_PIPE_SHUFFLE_BUFFER: pairs shuffled in memory
-    ps_port: int = 8000  # SEMSEG_PS_PORT: several hosts: the scheduler's port; + 1 + rank: peer watch
-    master_port: int = 7777  # SEMSEG_MASTER_PORT: torch, several hosts: the rendezvous; + 1 + rank
-    peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S  # SEMSEG_PEER_TIMEOUT: a host silent this long has failed
+    seed: int = default("SEMSEG_SEED")
+    data_workers: int | None = default("SEMSEG_DATA_WORKERS")  # None: 0 on the CPU, else min(16, CPU cores)
+    progress_every: int = default("SEMSEG_PROGRESS_EVERY")  # iterations between progress lines
+    cpu_devices: int = default("SEMSEG_CPU_DEVICES")  # =N: train data-parallel on N CPU contexts (tests, benchmarks)
+    allow_cpu: bool = default("SEMSEG_ALLOW_CPU")  # =true: train on the CPU where GPUs are present but unusable
+    engine: str = default("SEMSEG_ENGINE")  # the name of an engine of semseg.engines
+    pixel_budget: int = default("SEMSEG_PIXEL_BUDGET")  # larger validation images go by windows
+    pipe_timeout_s: float = default("SEMSEG_PIPE_TIMEOUT")  # wait for a Pipe-mode FIFO and its data
+    pipe_shuffle_buffer: int = default("SEMSEG_PIPE_SHUFFLE_BUFFER")  # pairs shuffled in memory
+    ps_port: int = default("SEMSEG_PS_PORT")  # several hosts: the scheduler's port; + 1 + rank: peer watch
+    master_port: int = default("SEMSEG_MASTER_PORT")  # torch, several hosts: the rendezvous; + 1 + rank
+    peer_timeout_s: float = default("SEMSEG_PEER_TIMEOUT")  # a host silent this long has failed
     export: ExportSettings = field(default_factory=ExportSettings)
 
     @classmethod
@@ -231,15 +237,15 @@ class RunOptions:
 class ServeOptions:
     """The server's settings as given (None: unset, decided by the server from its devices)."""
 
-    port: int = 8080  # SAGEMAKER_BIND_TO_PORT
-    workers: int | None = None  # SAGEMAKER_MODEL_SERVER_WORKERS
-    timeout_s: int = 60  # SAGEMAKER_MODEL_SERVER_TIMEOUT: a request running longer restarts its worker
-    max_payload_mb: int = MAX_PAYLOAD_MB  # SAGEMAKER_MAX_PAYLOAD_IN_MB (batch transform's MaxPayloadInMB)
-    max_concurrent_transforms: int | None = None  # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS
-    autocast: str | None = None  # SEMSEG_SERVE_AUTOCAST: bfloat16 or float16
-    tta: str | None = None  # SEMSEG_TTA: the test-time augmentation of requests without custom attributes
-    model: str = "auto"  # SEMSEG_SERVE_MODEL: auto, int8, fp32 (the exports) or engine (the GluonCV weights)
-    runtime: str = "openvino"  # SEMSEG_SERVE_RUNTIME: the exports' runtime
+    port: int = default("SAGEMAKER_BIND_TO_PORT")
+    workers: int | None = default("SAGEMAKER_MODEL_SERVER_WORKERS")
+    timeout_s: int = default("SAGEMAKER_MODEL_SERVER_TIMEOUT")  # a request running longer restarts its worker
+    max_payload_mb: int = default("SAGEMAKER_MAX_PAYLOAD_IN_MB")  # (batch transform's MaxPayloadInMB)
+    max_concurrent_transforms: int | None = default("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+    autocast: str | None = default("SEMSEG_SERVE_AUTOCAST")  # bfloat16 or float16
+    tta: str | None = default("SEMSEG_TTA")  # the test-time augmentation of requests without custom attributes
+    model: str = default("SEMSEG_SERVE_MODEL")  # auto, int8, fp32 (the exports) or engine (the GluonCV weights)
+    runtime: str = default("SEMSEG_SERVE_RUNTIME")  # the exports' runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ServeOptions:

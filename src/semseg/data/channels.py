@@ -20,10 +20,6 @@ from semseg.contract.errors import ClientError
 from semseg.data.images import MAX_PIXELS, MIN_SIDE, BadImage, check_mask, probe
 
 log = logging.getLogger(__name__)
-# A channel listed a second time says nothing again: a logger outside logging's registry, so that no logging
-# configuration (dictConfig re-enables the loggers it finds) turns it back on.
-_AGAIN = logging.Logger(f"{__name__}.again")
-_AGAIN.disabled = True
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
@@ -39,16 +35,15 @@ class Pair:
     width: int
 
 
-def find_pairs(image_dir: Path, mask_dir: Path, *, again: bool = False) -> list[Pair]:
-    """All usable pairs of a split, sorted by image path; ClientError if there are none. `again`: the job has
-    listed this split before (its count and warnings are in the log already), so nothing is logged."""
-    say = _AGAIN if again else log
-    images = _list_files(image_dir, IMAGE_SUFFIXES, say)
-    masks = _list_files(mask_dir, MASK_SUFFIXES, say)
+def find_pairs(image_dir: Path, mask_dir: Path) -> list[Pair]:
+    """All usable pairs of a split, sorted by image path; ClientError if there are none. A job lists each split
+    once (semseg.data.pipeline.list_channels)."""
+    images = _list_files(image_dir, IMAGE_SUFFIXES)
+    masks = _list_files(mask_dir, MASK_SUFFIXES)
     matched = _match(images, masks)
-    _warn_unpaired(say, image_dir, "images without a mask", [images[k] for k in images if k not in matched])
+    _warn_unpaired(image_dir, "images without a mask", [images[k] for k in images if k not in matched])
     used_masks = set(matched.values())
-    _warn_unpaired(say, mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
+    _warn_unpaired(mask_dir, "masks without an image", [m for m in masks.values() if m not in used_masks])
     pairs = []
     skipped: dict[str, list[Path]] = defaultdict(list)
     for key in sorted(matched, key=lambda k: str(images[k])):
@@ -56,7 +51,7 @@ def find_pairs(image_dir: Path, mask_dir: Path, *, again: bool = False) -> list[
         if pair is not None:
             pairs.append(pair)
     for what, files in skipped.items():
-        _warn_unpaired(say, image_dir, what, files)
+        _warn_unpaired(image_dir, what, files)
     if not pairs:
         reasons = "".join(f", {len(files)} {what}" for what, files in skipped.items())
         raise ClientError(
@@ -64,11 +59,11 @@ def find_pairs(image_dir: Path, mask_dir: Path, *, again: bool = False) -> list[
             f"{image_dir}, {len(masks)} PNG mask(s) in {mask_dir}{reasons}. Pair each image (JPEG or PNG) "
             "with a PNG mask of the same file name, e.g. 0001.jpg with 0001.png."
         )
-    say.info("Channel %s: %d image/annotation pairs", image_dir.name, len(pairs))
+    log.info("Channel %s: %d image/annotation pairs", image_dir.name, len(pairs))
     return pairs
 
 
-def _list_files(folder: Path, suffixes: tuple[str, ...], say: logging.Logger) -> dict[str, Path]:
+def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """Relative path without suffix -> file, for files with one of `suffixes`; warns about the rest."""
     found: dict[str, Path] = {}
     skipped: list[Path] = []
@@ -92,9 +87,9 @@ def _list_files(folder: Path, suffixes: tuple[str, ...], say: logging.Logger) ->
                 twins.append(f"{path} (uses {found[key].name})")
                 continue
             found[key] = path
-    _warn_unpaired(say, folder, "symbolic links that point out of the channel", outside)
+    _warn_unpaired(folder, "symbolic links that point out of the channel", outside)
     if twins:
-        say.warning(
+        log.warning(
             "Channel %s: skipping %d file(s) whose name differs from another's only in the extension (the first "
             "by name is used), e.g. %s",
             folder.name,
@@ -102,7 +97,7 @@ def _list_files(folder: Path, suffixes: tuple[str, ...], say: logging.Logger) ->
             ", ".join(twins[:_SHOWN]),
         )
     if skipped:
-        say.warning(
+        log.warning(
             "Channel %s: skipping %d file(s) that are not %s images, e.g. %s is not readable image file",
             folder.name,
             len(skipped),
@@ -127,9 +122,9 @@ def _match(images: dict[str, Path], masks: dict[str, Path]) -> dict[str, Path]:
     return matched
 
 
-def _warn_unpaired(say: logging.Logger, folder: Path, what: str, files: list[Path]) -> None:
+def _warn_unpaired(folder: Path, what: str, files: list[Path]) -> None:
     if files:
-        say.warning(
+        log.warning(
             "Channel %s: skipping %d %s, e.g. %s",
             folder.name,
             len(files),

@@ -15,7 +15,7 @@ import numpy as np
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
-from semseg.data.channels import find_pairs
+from semseg.data.channels import Pair, find_pairs
 from semseg.data.dataset import read_mask
 from semseg.data.labels import load_label_map
 
@@ -30,8 +30,11 @@ class ClassCounts:
     seconds: float
 
 
-def count_train_pixels(job: Job, config: Config, seed: int, limit: int = MAX_MASKS) -> ClassCounts:
-    """Pixels per class in the train channel's masks (all of them, or a seeded sample of `limit`)."""
+def count_train_pixels(
+    job: Job, config: Config, seed: int, pairs: list[Pair] | None = None, limit: int = MAX_MASKS
+) -> ClassCounts:
+    """Pixels per class in the train channel's masks, `pairs` as the job listed them (all of them, or a seeded
+    sample of `limit`)."""
     if "train" in job.pipes:
         raise ClientError(
             "class_weights=auto counts the pixels of the training masks before training, and channel 'train' is "
@@ -40,7 +43,8 @@ def count_train_pixels(job: Job, config: Config, seed: int, limit: int = MAX_MAS
             "or use File or FastFile mode."
         )
     start = time.perf_counter()
-    pairs = find_pairs(job.required_channel("train"), job.required_channel("train_annotation"))
+    if pairs is None:
+        pairs = find_pairs(job.required_channel("train"), job.required_channel("train_annotation"))
     label_map = load_label_map(job.channel("label_map"), "train", config.num_classes)
     chosen = list(range(len(pairs)))
     if len(pairs) > limit:

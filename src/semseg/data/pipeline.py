@@ -9,58 +9,81 @@ re-seeded per epoch; validation batches are centre crops, or whole images when
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Protocol
 
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
 from semseg.contract.options import PipeSettings
 from semseg.data import transforms
-from semseg.data.channels import find_pairs
+from semseg.data.channels import Pair, find_pairs
 from semseg.data.dataset import SegmentationDataset
-from semseg.data.joint_epochs import AgreedBatches, AllHave
-from semseg.data.labels import LabelMap, load_label_map
+from semseg.data.joint_epochs import AgreedBatches
+from semseg.data.labels import load_label_map
 from semseg.data.samplers import BatchSampler, EpochLoader, SeededBatchSampler
 from semseg.data.shared_fifo import FedBatches, Scatter
 from semseg.data.stream import PipeBatches, StreamDataset
+from semseg.distributed.part import Part
+from semseg.distributed.stop import every_part
 
 log = logging.getLogger(__name__)
 
 
-MakeLoader = Callable[[Any, Any, int], Any]  # (data set, batch sampler, workers) -> the engine's DataLoader
+SPLITS = ("train", "validation")
+Listed = Mapping[str, list[Pair]]  # split -> its pairs (File-mode splits)
+ALONE = Part()
+
+
+class Loader(Protocol):
+    """An engine's DataLoader maker and the data worker processes of its part."""
+
+    @property
+    def workers(self) -> int: ...
+
+    def make(self, dataset: Any, sampler: Any, workers: int) -> Any:
+        """The engine's DataLoader over `dataset` with `sampler`'s batches and `workers` processes."""
+
+
+def list_channels(job: Job) -> Listed:
+    """The pairs of every File-mode split (train and validation), listed and checked once for the whole job: its
+    loaders, the class counts and the export read this listing."""
+    return {
+        split: find_pairs(job.required_channel(split), job.required_channel(f"{split}_annotation"))
+        for split in SPLITS
+        if split not in job.pipes
+    }
 
 
 def build_loaders(
     job: Job,
     config: Config,
     seed: int,
-    workers: int,
-    make_loader: MakeLoader,
-    shard: tuple[int, int] = (0, 1),
+    loader: Loader,
+    part: Part = ALONE,
+    listed: Listed | None = None,
     pipe: PipeSettings | None = None,
-    agree_min: Callable[[int], int] | None = None,
-    local: tuple[int, int] = (0, 1),
-    all_have: AllHave | None = None,
-    scatter: Scatter | None = None,
 ) -> tuple[EpochLoader | AgreedBatches, EpochLoader]:
-    """(train, validation) loaders of the job's channels, each File or Pipe mode, made by the engine's
-    `make_loader`.
+    """(train, validation) loaders of the job's channels, each File mode (the pairs `listed`) or Pipe mode, made by
+    the engine's `loader`.
 
-    `shard` = (rank, parts): this process's part of a job of several processes (GPUs) or hosts. Training takes
-    its share of every batch of the whole job's (same order and seeds on every part), validation every
-    parts-th image. A train channel distributed by S3 key (each host got its own files) is trained whole, with
-    this part's share of `mini_batch_size`, for the number of batches that every part has (`agree_min` gives
-    the smallest of all parts' counts); the processes of one host (`local` = (local rank, processes on the
-    host)) split its files. A Pipe-mode train channel on several parts ends each epoch where the first part's
-    stream ends (`all_have` agrees on it, see semseg.data.joint_epochs); a FullyReplicated stream gives each host
-    every hosts-th pair; on a host of several processes its first one reads the FIFO and `scatter`s their
-    shares of each batch (semseg.data.shared_fifo).
+    `part`: this process's part of a job of several processes (GPUs) or hosts. Training takes its share of every
+    batch of the whole job's (same order and seeds on every part), validation every parts-th image. A train
+    channel distributed by S3 key (each host got its own files) is trained whole, with this part's share of
+    `mini_batch_size`, for the number of batches that every part has (the exchange agrees on the smallest count);
+    the processes of one host split its files. A Pipe-mode train channel on several parts ends each epoch where the
+    first part's stream ends (see semseg.data.joint_epochs); a FullyReplicated stream gives each host every
+    hosts-th pair; on a host of several processes its first one reads the FIFO and scatters their shares of each
+    batch (semseg.data.shared_fifo).
     """
     label_channel = job.channel("label_map")
     pipe = pipe or PipeSettings()
-    if job.pipes and local[1] > 1 and scatter is None:
-        raise ValueError("a Pipe-mode channel of several processes on a host needs scatter")
+    listed = list_channels(job) if listed is None else listed
+    exchange = part.exchange
+    if part.world > 1 and exchange is None:
+        raise ValueError("a job of several parts needs their exchange")
+    shard, local = (part.rank, part.world), (part.local_rank, part.local_world)
     validation_transform = (
         transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     )
@@ -74,18 +97,18 @@ def build_loaders(
         stream = None
         if split in job.pipes:
             dataset: Any = StreamDataset(label_map, transform)
+            scatter = exchange.scatter_on_host if exchange is not None else None
             stream = _pipe_sampler(job, config, split, batch_size, seed, shard, pipe, local, scatter)
             sampler: BatchSampler = stream
         else:
-            dataset = _file_dataset(job, split, label_map, transform)
+            dataset = SegmentationDataset(list(listed[split]), label_map, transform)
+            agree_min = partial(exchange.agree_min, "batches") if exchange is not None else None
             sampler = _file_sampler(job, config, split, dataset, batch_size, seed, shard, agree_min, local)
-        loader: Any = EpochLoader(make_loader(dataset, sampler, workers), sampler)
-        if stream is not None and training and shard[1] > 1:
-            if all_have is None:
-                raise ValueError("a Pipe-mode train channel on several parts needs all_have")
-            loader = AgreedBatches(loader, stream, all_have)
-        loaders.append(loader)
-    log.info("Data loading: %d worker process(es)", workers)
+        made: Any = EpochLoader(loader.make(dataset, sampler, loader.workers), sampler)
+        if stream is not None and training and exchange is not None and part.world > 1:
+            made = AgreedBatches(made, stream, every_part(exchange.allreduce, part.world))
+        loaders.append(made)
+    log.info("Data loading: %d worker process(es)", loader.workers)
     return loaders[0], loaders[1]
 
 
@@ -194,8 +217,3 @@ def _train_transform(config: Config) -> transforms.Transform:
     if config.base_size:
         return transforms.gluoncv_train(config.crop_size, config.base_size)
     return transforms.seed_train(config.crop_size)
-
-
-def _file_dataset(job: Job, split: str, label_map: LabelMap, transform: transforms.Transform) -> SegmentationDataset:
-    pairs = find_pairs(job.required_channel(split), job.required_channel(f"{split}_annotation"))
-    return SegmentationDataset(pairs, label_map, transform)

@@ -3,6 +3,8 @@ from one exact sum of integers over them: every part's value, the smallest one, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from semseg.contract.errors import AlgorithmError
@@ -26,6 +28,11 @@ class Agreement:
 
     def part_name(self, part: int) -> str:
         raise NotImplementedError
+
+    def scatter_on_host(self, parts: list[Any] | None) -> Any:
+        """The host's first process hands each process of the host its item of `parts`: an engine with one part
+        per host (MXNet's) never has a host of several processes."""
+        raise NotImplementedError("one part per host: nothing to scatter")
 
     def gather(self, name: str, value: int) -> list[int]:
         """Every part's non-negative `value`, in part order."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class Predictor(Protocol):
-    """A model ready to answer, on one device (semseg.fit.sliding.SlidingWindows over the engine's scorer): what
+    """A model ready to answer, on one device (semseg.measures.sliding.SlidingWindows over the engine's scorer): what
     the server and its test-time augmentation (semseg.serving.tta) use."""
 
     @property
@@ -35,6 +36,11 @@ class Predictor(Protocol):
         """[C, H, W] float32 class probabilities."""
 
 
+def gpu_index(device: str) -> int | None:
+    """The GPU of a server worker's `device` ("gpu:<i>"), or None for "cpu"."""
+    return int(device.split(":", 1)[1]) if device.startswith("gpu:") else None
+
+
 @dataclass(frozen=True)
 class PredictorSettings:
     """How a server worker's predictor runs: its pixel budget, the autocast type (engines that have it), and its
@@ -47,7 +53,7 @@ class PredictorSettings:
 
 @dataclass(frozen=True)
 class Served:
-    """What answers a server's requests: an engine's network, or an exported model on a runtime (semseg.export.serve).
+    """What answers a server's requests: an engine's network, or an exported model on a runtime (semseg.serving.choice).
     Its functions are module-level (or partials of them), so the server's parent can check in a child process."""
 
     label: str  # for the start log: which model, on what
@@ -59,11 +65,13 @@ class Served:
 class Engine:
     name: str  # SEMSEG_ENGINE's value
     label: str  # for the log and messages: its framework
-    train: Callable[[Job, Config, RunOptions, StopFlag], object]  # the whole job on this host (its FitResult)
+    train: Callable[[Job, Config, RunOptions, StopFlag], Any]  # the whole job on this host: semseg.fit.assembly.Trained
     check_model: Callable[[ModelFolder], str]  # "" when the folder's weights load into its network, else why not
     load_predictor: Callable[[ModelFolder, str, PredictorSettings], Predictor]  # on "cpu" or "gpu:<i>"
     check_gpus: Callable[[Sequence[Gpu]], None]  # ClientError for a GPU it cannot run (before any framework loads)
     autocast: bool = False  # whether its predictor computes under autocast (SEMSEG_SERVE_AUTOCAST)
+    # the symbol file (model-symbol.json, model-0000.params) of a GluonCV file: the MXNet engine's, for every job
+    write_symbol: Callable[[Config, Path, Path], object] | None = None
 
     def served(self, folder: ModelFolder) -> Served:
         """The folder's GluonCV weights on this engine."""

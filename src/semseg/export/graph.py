@@ -22,16 +22,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from semseg.contract.config import Config
+from semseg.engines.architecture import ASPP_RATES, BACKBONE_BLOCKS, BN_EPS, PSP_BINS
 from semseg.engines.normalization import MEAN, STD
 
 INPUT = "image"
 OUTPUT = "probabilities"
 OPSET = 17
 IR_VERSION = 8  # what ONNX Runtime and OpenVINO read (onnx's newest IR is newer than ONNX Runtime's)
-BN_EPS = 1e-5  # Gluon BatchNorm's epsilon
-LAYERS = {"resnet-50": (3, 4, 6, 3), "resnet-101": (3, 4, 23, 3)}
-PSP_BINS = (1, 2, 3, 6)
-ASPP_RATES = (12, 24, 36)
 CLASSIFIERS = ("head.block.4", "head.block.7")  # the classifier convolution's node name (FCN/PSP/DeepLab, V3+)
 
 
@@ -119,7 +116,7 @@ def _backbone(g: _Graph, x: str, backbone: str) -> tuple[str, str]:
     x = g.node("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     stages = ((1, 1), (2, 1), (1, 2), (1, 4))  # (stride, dilation) of layer1..layer4
     c1 = x
-    for number, ((stride, dilation), blocks) in enumerate(zip(stages, LAYERS[backbone], strict=True), 1):
+    for number, ((stride, dilation), blocks) in enumerate(zip(stages, BACKBONE_BLOCKS[backbone], strict=True), 1):
         for block in range(blocks):
             name = f"layer{number}.{block}"
             first = block == 0

@@ -24,9 +24,7 @@ import numpy as np
 
 from semseg.contract.files import no_partial
 from semseg.export.graph import CLASSIFIERS, INPUT
-from semseg.fit.metrics import ConfusionMatrix
-
-log = logging.getLogger(__name__)
+from semseg.measures.confusion import ConfusionMatrix
 
 POINTS = 100.0  # IoU points per unit
 

@@ -1,5 +1,5 @@
 """An exported model (`model.onnx`, `model-int8.onnx`) on a CPU runtime, as a Predictor: the server's windows and
-pixel budget (semseg.fit.sliding) over a scorer that hands the runtime the uint8 image.
+pixel budget (semseg.measures.sliding) over a scorer that hands the runtime the uint8 image.
 
 RUNTIMES, fastest first (benchmarks/RESULTS.md, "Serving"): OpenVINO compiles the graph for the CPU it runs on
 (AVX2, AVX-512 VNNI or AMX kernels; INT8 convolutions where the graph has quantize/dequantize pairs). It compiles
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from semseg.export.graph import INPUT
-from semseg.fit.sliding import SlidingWindows
+from semseg.measures.sliding import SlidingWindows
 
 log = logging.getLogger(__name__)
 

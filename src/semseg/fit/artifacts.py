@@ -1,8 +1,8 @@
-"""What a job leaves in /opt/ml/model, and when, the same for every engine: hyperparams.json at the start,
-model_best.params (the GluonCV file of the best validation mIOU) as soon as an epoch improves it, and at the end
-(also after a stop request) model_algo-1 (the weights reached), model_best.params when no epoch was validated
-yet (the final weights), and the symbol + params export of the best weights (model-symbol.json,
-model-0000.params) that the managed algorithm lacks.
+"""What a job's training leaves in /opt/ml/model, and when, the same for every engine: hyperparams.json at the
+start, model_best.params (the GluonCV file of the best validation mIOU) as soon as an epoch improves it, and at the
+end (also after a stop request) model_algo-1 (the weights reached) and model_best.params when no epoch was
+validated yet (the final weights). What is made of model_best.params after training (the symbol file, the ONNX
+models) is the job's top's (semseg.training).
 
 The engine writes the files (`Weights`: GluonCV's format, whatever the framework); every write is atomic
 (semseg.contract.files), so a stop never leaves a half-written artifact.
@@ -11,14 +11,11 @@ The engine writes the files (`Weights`: GluonCV's format, whatever the framework
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Protocol
 
 from semseg.contract.config import Config
 from semseg.contract.files import BEST_PARAMS, FINAL_PARAMS, HYPERPARAMS, copy_file, write_text
-
-log = logging.getLogger(__name__)
 
 
 class Weights(Protocol):
@@ -29,9 +26,6 @@ class Weights(Protocol):
 
     def best_to_gluon(self, best: Path, path: Path) -> None:
         """A checkpoint's best weights file (the engine's own format) as a GluonCV parameter file at `path`."""
-
-    def export(self, params: Path, model_dir: Path) -> None:
-        """The inference graph with the GluonCV parameters `params`, as model-symbol.json + model-0000.params."""
 
 
 def write_hyperparams(config: Config, model_dir: Path) -> Path:
@@ -51,11 +45,9 @@ def restore_best(weights: Weights, best: Path, model_dir: Path) -> None:
 
 
 def finish(weights: Weights, model_dir: Path) -> None:
-    """The artifacts of the end of training (also after a stop request): final weights, best weights (the final
-    ones when no epoch was validated yet) and the symbol export of the best weights."""
+    """The artifacts of the end of training (also after a stop request): final weights, and best weights (the
+    final ones when no epoch was validated yet)."""
     weights.save_gluon(model_dir / FINAL_PARAMS)
     best = model_dir / BEST_PARAMS
     if not best.exists():
         copy_file(model_dir / FINAL_PARAMS, best)
-    weights.export(best, model_dir)
-    log.info("Artifacts in %s: %s", model_dir, ", ".join(sorted(p.name for p in model_dir.iterdir())))

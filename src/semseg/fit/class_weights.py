@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,9 @@ import numpy as np
 from semseg.contract.config import Config
 from semseg.contract.files import write_text
 from semseg.contract.job import Job
+from semseg.data.channels import Pair
 from semseg.data.class_counts import ClassCounts, count_train_pixels
+from semseg.distributed.part import Part
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ CLIP = 10.0
 COMPANION = "class_weights.json"
 MIN_WEIGHT_SUM = 1e-6  # the loss's normaliser at least: a batch without weighted labelled pixels has the loss 0
 
-SumCounts = Callable[[np.ndarray], np.ndarray]  # int64 counts -> their sum over the hosts
+ALONE = Part()
 
 
 def median_frequency(pixels: np.ndarray) -> np.ndarray:
@@ -48,29 +49,34 @@ def median_frequency(pixels: np.ndarray) -> np.ndarray:
 
 
 def class_weights(
-    job: Job, config: Config, seed: int, *, leader: bool, report: bool = True, sum_counts: SumCounts | None = None
+    job: Job, config: Config, seed: int, part: Part = ALONE, pairs: list[Pair] | None = None
 ) -> np.ndarray | None:
-    """The job's (num_classes,) float32 weights, or None for the unweighted loss; logged where `report`, and
-    written to the model folder's class_weights.json by the `leader`."""
+    """The job's (num_classes,) float32 weights, or None for the unweighted loss, counted in the train channel's
+    `pairs` (as the job listed them); logged by each host's first part, and written to the model folder's
+    class_weights.json by the leader."""
     if config.class_weights is None:
         return None
     counts: ClassCounts | None = None
     if config.auto_class_weights:
-        counts = count_train_pixels(job, config, seed)
-        pixels = sum_counts(counts.pixels) if sum_counts else counts.pixels
+        counts = count_train_pixels(job, config, seed, pairs)
+        summed = part.exchange is not None and part.hosts > 1  # a host's parts count the same masks: its first's
+        pixels = counts.pixels
+        if part.exchange is not None and summed:
+            mine = pixels if part.local_rank == 0 else np.zeros_like(pixels)
+            pixels = part.exchange.sum_counts("classes", mine.astype(np.int64))
         counts = ClassCounts(pixels, counts.masks, counts.of, counts.seconds)
         weights = median_frequency(pixels)
         sample = "" if counts.masks == counts.of else f" (a seeded sample of {counts.of})"
-        (log.info if report else log.debug)(
+        (log.info if part.reports else log.debug)(
             "class_weights=auto: median-frequency balancing of %d training masks%s, counted in %.2f s%s",
-            counts.masks, sample, counts.seconds, " on this host, summed over the hosts" if sum_counts else "",
+            counts.masks, sample, counts.seconds, " on this host, summed over the hosts" if summed else "",
         )  # fmt: skip
     else:
         assert isinstance(config.class_weights, tuple)
         weights = np.asarray(config.class_weights, np.float64)
-    if report:
+    if part.reports:
         _log_weights(weights, counts)
-    if leader:
+    if part.leader:
         write_companion(job.paths.model_dir, weights, counts)
     return weights.astype(np.float32)
 

@@ -17,8 +17,8 @@ from semseg.fit.artifacts import Weights, keep_best
 from semseg.fit.checkpoint import CheckpointStore, EngineState
 from semseg.fit.disk import log_checkpoint_failure
 from semseg.fit.early_stopping import EarlyStopping
-from semseg.fit.loop import EpochResult
 from semseg.fit.progress import TimeLeft, log_class_table
+from semseg.measures.results import EpochResult
 from semseg.outputs.recorder import Outputs
 
 log = logging.getLogger(__name__)

@@ -2,16 +2,16 @@
 loop's events (hooks) and results, what a loop is built with (LoopSettings), the arithmetic of an epoch's progress
 points (EpochMeter), the divergence error and the aux loss weight.
 
-An engine's loop (`Loop` in semseg.engines.mxnet.loop and semseg.engines.torch.loop, built alike:
-`Loop(net, trainer, devices, settings, exchange=None)`) provides `train_epoch` and `evaluate`; `fit` drives
-either.
+An engine's loop (`Loop` in semseg.engines.mxnet.loop and semseg.engines.torch.loop, each built by its engine's
+kit for semseg.fit.assembly from the network, its optimizer, the devices and LoopSettings) provides `train_epoch`
+and `evaluate`; `fit` drives either.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,7 +20,8 @@ from semseg.contract.config import Config
 from semseg.contract.errors import AlgorithmError
 from semseg.contract.options import DEFAULT_PIXEL_BUDGET
 from semseg.fit.early_stopping import EarlyStopping
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.results import EpochResult, FitResult
 
 # Mean per-pixel loss (nats, main + aux) above which training has diverged: a working network starts near
 # 1.5 x ln(num_classes) (< 9) and falls; this is a true-class probability of e^-1000 on average.
@@ -35,7 +36,7 @@ class LoopSettings:
     num_classes: int
     crop_size: int
     global_batch: int  # mini_batch_size: the batch of all devices, processes and hosts; gradients are divided by it
-    pixel_budget: int  # whole images above it are scored by windows (semseg.fit.sliding)
+    pixel_budget: int  # whole images above it are scored by windows (semseg.measures.sliding)
     mixed_precision: bool = False  # precision_dtype=float16 (the engines' devices refuse it on the CPU)
     class_weights: np.ndarray | None = None  # the loss's weight per class (semseg.fit.class_weights)
     aux_weight: float = AUX_WEIGHT
@@ -122,27 +123,6 @@ class EpochMeter:
         """(mean loss per sample, samples per second) of the epoch, from the loss summed over all processes."""
         elapsed = time.perf_counter() - self.start
         return loss_sum / max(self.samples, 1), self.samples / max(elapsed, 1e-9)
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    epoch: int
-    train_loss: float
-    throughput: float
-    pixel_accuracy: float
-    miou: float
-    learning_rate: float = 0.0  # at the epoch's end
-    confusion: ConfusionMatrix | None = field(default=None, compare=False, repr=False)  # the validation's counts
-
-
-@dataclass(frozen=True)
-class FitResult:
-    epochs_run: int
-    best_miou: float
-    best_epoch: int
-    stopped_early: bool
-    history: tuple[EpochResult, ...]
-    interrupted: bool = False  # a stop request ended training before `epochs`
 
 
 class TrainData(Protocol):

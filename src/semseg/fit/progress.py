@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
 
 log = logging.getLogger(__name__)
 

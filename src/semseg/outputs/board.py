@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from semseg.contract.files import move_aside
-from semseg.fit.loop import EpochResult
+from semseg.measures.results import EpochResult
 
 log = logging.getLogger(__name__)
 

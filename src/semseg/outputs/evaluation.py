@@ -1,6 +1,7 @@
-"""evaluation.json in /opt/ml/output/data (SageMaker uploads that folder as output.tar.gz with every job): the
-validation of the best epoch, rewritten whenever the best mIOU improves, by the first host only. Written
-atomically; a failure to write it is a warning, never the job's failure."""
+"""evaluation.json in /opt/ml/output/data (SageMaker uploads that folder as output.tar.gz with every job), and its
+one writer: the validation of the best epoch, rewritten whenever the best mIOU improves (by the first host only),
+and entries added after training (the INT8 gate's figures, semseg.export). Written atomically; a failure to
+write it is a warning, never the job's failure."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import json
 import logging
 from pathlib import Path
 
-from semseg.contract.files import write_text
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.contract.files import EVALUATION, write_text
+from semseg.measures.confusion import ConfusionMatrix
 
 log = logging.getLogger(__name__)
-
-EVALUATION = "evaluation.json"
 
 
 def evaluation(epoch: int, matrix: ConfusionMatrix) -> dict[str, object]:
@@ -27,7 +26,24 @@ def evaluation(epoch: int, matrix: ConfusionMatrix) -> dict[str, object]:
 
 
 def write_evaluation(folder: Path, epoch: int, matrix: ConfusionMatrix) -> None:
+    """The best epoch's validation, replacing the file."""
+    _write(folder, evaluation(epoch, matrix), "training goes on")
+
+
+def add_entry(folder: Path, name: str, entry: object) -> None:
+    """`entry` under `name` beside what the file holds (a file that cannot be read is started anew)."""
+    path = folder / EVALUATION
     try:
-        write_text(folder / EVALUATION, json.dumps(evaluation(epoch, matrix)) + "\n")
+        content = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("Could not read %s (%s); writing it anew", path, exc)
+        content = {}
+    content[name] = entry
+    _write(folder, content, f"its {name!r} entry is in the log only")
+
+
+def _write(folder: Path, content: dict[str, object], otherwise: str) -> None:
+    try:
+        write_text(folder / EVALUATION, json.dumps(content) + "\n")
     except OSError as exc:
-        log.warning("Could not write %s in %s (%s); training goes on", EVALUATION, folder, exc)
+        log.warning("Could not write %s in %s (%s); %s", EVALUATION, folder, exc, otherwise)

@@ -16,8 +16,8 @@ from PIL import Image
 
 from semseg.contract.files import atomic_write
 from semseg.data.palette import overlay
-from semseg.fit.loop import EpochResult
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.results import EpochResult
 
 MAX_PICTURES = 4  # validation images drawn per epoch (TensorBoard) and for the best epoch (output/data)
 MAX_SIDE = 384  # px: the longest side of each of the three panels; larger images are shrunk

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from semseg.fit.loop import EpochResult
-from semseg.fit.metrics import ConfusionMatrix
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.results import EpochResult
 from semseg.outputs.board import Board
 from semseg.outputs.evaluation import write_evaluation
 from semseg.outputs.pictures import MAX_PICTURES, confusion_png, curves_png, save_png, triptych

@@ -7,7 +7,7 @@ worker that dies or hangs past the timeout. SIGTERM: gunicorn stops accepting, l
 (up to the graceful timeout) and exits.
 
 The parent checks the model folder and the GPUs before starting workers, chooses what answers (the fastest model
-the folder holds on the CPU: semseg.export.serve), and has a child process load it (the parent itself loads no
+the folder holds on the CPU: semseg.serving.choice), and has a child process load it (the parent itself loads no
 framework), so a bad model ends the container at once (exit 2) with a message naming the file, instead of
 workers failing in a loop.
 """
@@ -29,9 +29,9 @@ from semseg.contract.model_folder import ModelFolder, read_model_folder
 from semseg.contract.options import RunOptions, ServeOptions
 from semseg.engines import ENGINES, Engine, PredictorSettings, Served, engine
 from semseg.engines.gpus import visible_gpus
-from semseg.export.serve import choose
 from semseg.serving import tta
 from semseg.serving.app import App
+from semseg.serving.choice import choose
 from semseg.serving.tta import Augmentation
 from semseg.threads import recommended_threads
 

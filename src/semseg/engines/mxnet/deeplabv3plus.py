@@ -15,12 +15,8 @@ from typing import Any
 
 from mxnet.gluon import HybridBlock, nn
 
+from semseg.engines.architecture import ASPP_RATES, DECODER_CHANNELS, HEAD_LR_MULT, LOW_LEVEL_CHANNELS
 from semseg.engines.mxnet.gluoncv_import import ASPP, FCNHead, SegBaseModel
-
-ATROUS_RATES = (12, 24, 36)  # DeepLabV3's, at output stride 8
-LOW_LEVEL_CHANNELS = 48
-DECODER_CHANNELS = 256
-HEAD_LR_MULT = 10
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, norm_layer: Any, norm_kwargs: dict[str, Any] | None) -> list[Any]:
@@ -37,7 +33,7 @@ class _DeepLabV3PlusHead(HybridBlock):
     def __init__(self, nclass: int, norm_layer: Any, norm_kwargs: dict[str, Any] | None, height: int, width: int):
         super().__init__()
         with self.name_scope():
-            self.aspp = ASPP(2048, ATROUS_RATES, norm_layer, norm_kwargs, height=height, width=width)
+            self.aspp = ASPP(2048, ASPP_RATES, norm_layer, norm_kwargs, height=height, width=width)
             self.reduce = nn.HybridSequential()
             self.reduce.add(*_conv_bn_relu(256, LOW_LEVEL_CHANNELS, 1, norm_layer, norm_kwargs))
             self.block = nn.HybridSequential()

@@ -1,10 +1,11 @@
-"""What the hosts of an MXNet job exchange through the parameter server's kvstore (semseg.engines.mxnet.hosts),
-besides the gradients that gluon.Trainer pushes and pulls every step (update_on_kvstore=False: the servers sum,
-every host applies the same optimizer to the same sum, so the weights stay equal and each host's optimizer state
-is its own checkpointable copy): every iteration the batch's weighted count of labelled pixels and a stop flag
-(so that a signal on any host stops all of them at the same iteration), every epoch the validation confusion
-counts, and the agreements of semseg.distributed.agree. Counts travel as four 12-bit digits in float32, exact up
-to 2**48 for up to 4096 hosts (the kvstore keeps float32; float64 lost the low bits).
+"""What the hosts of an MXNet job exchange through the parameter server's kvstore
+(semseg.engines.mxnet.parameter_server), besides the gradients that gluon.Trainer pushes and pulls every step
+(update_on_kvstore=False: the servers sum, every host applies the same optimizer to the same sum, so the weights
+stay equal and each host's optimizer state is its own checkpointable copy): every iteration the batch's weighted
+count of labelled pixels and a stop flag (so that a signal on any host stops all of them at the same iteration),
+every epoch the validation confusion counts, and the agreements of semseg.distributed.agree. Counts travel as four
+12-bit digits in float32, exact up to 2**48 for up to 4096 hosts (the kvstore keeps float32; float64 lost the low
+bits).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from semseg.distributed.agree import Agreement
-from semseg.engines.mxnet.hosts import ParameterServer
+from semseg.engines.mxnet.parameter_server import ParameterServer
 
 # Above any parameter index of gluon.Trainer (a few hundred), and small: ps-lite places int key k on server
 # (k * 9973) % servers in 32-bit arithmetic, so a key of a million overflowed into another key's slot.

@@ -21,8 +21,8 @@ from semseg.engines.mxnet.network import set_output_size
 from semseg.engines.mxnet.predict import Scorer, normalize
 from semseg.fit.class_weights import MIN_WEIGHT_SUM, pixel_weights
 from semseg.fit.loop import DIVERGED_LOSS, Diverged, EpochMeter, Hooks, LoopSettings
-from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.sliding import SlidingWindows
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.sliding import SlidingWindows
 
 if TYPE_CHECKING:
     from semseg.engines.mxnet.exchange import Exchange
@@ -76,7 +76,7 @@ class Loop:
         for iteration, (images, masks) in enumerate(batches, 1):
             if should_stop():
                 return None
-            losses = self._step(images, masks)
+            losses = self.step(images, masks)
             for i, loss in enumerate(losses):
                 batch_loss = loss.sum()
                 totals[i] += batch_loss
@@ -95,7 +95,7 @@ class Loop:
     def learning_rate(self) -> float:
         return float(self.trainer.learning_rate)
 
-    def _step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
+    def step(self, images: mx.nd.NDArray, masks: mx.nd.NDArray) -> list[mx.nd.NDArray]:
         """One optimizer update on a batch split over the devices; the per-sample losses of each device.
 
         Every device's objective is scaled by the whole batch's weighted count of labelled pixels (see
@@ -134,7 +134,7 @@ class Loop:
         """Confusion matrix over all validation batches (of every host), accumulated on the devices and read once.
 
         Whole images run imperatively at their own size (GluonCV's upsampling sizes are resized in place);
-        one above the pixel budget goes by sliding windows (semseg.fit.sliding), as the server predicts it.
+        one above the pixel budget goes by sliding windows (semseg.measures.sliding), as the server predicts it.
         """
         classes = self.settings.num_classes
         counts = [mx.nd.zeros((classes * classes,), ctx=ctx, dtype="int64") for ctx in self.contexts]

@@ -23,6 +23,7 @@ from mxnet.gluon import HybridBlock
 from semseg.contract.config import OUTPUT_STRIDE, Config
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
+from semseg.engines.gluon_files import read_arrays
 from semseg.engines.mxnet.deeplabv3plus import DeepLabV3Plus
 from semseg.engines.mxnet.gluoncv_import import FCN, DeepLabV3, PSPNet
 from semseg.engines.weights import BACKBONE_PARTS, GLUONCV_BACKBONES, backbone_weights_file
@@ -61,7 +62,7 @@ def build_model(
     if config.use_pretrained_model:
         if weights_root is None:
             raise ValueError("weights_root is needed when use_pretrained_model is set")
-        load_backbone(net, backbone_weights_file(config.backbone, weights_root), contexts)
+        load_backbone(net, backbone_weights_file(config.backbone, weights_root))
     return net
 
 
@@ -76,12 +77,9 @@ def _norm(config: Config, contexts: Sequence[mx.Context]) -> tuple[type, dict[st
     return mx.gluon.contrib.nn.SyncBatchNorm, {"num_devices": len(contexts)}
 
 
-def load_backbone(net: HybridBlock, path: Path, contexts: Sequence[mx.Context]) -> None:
-    """Copy ImageNet weights into the backbone part of `net`; ClientError if the file does not fit."""
-    try:
-        saved = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(str(path)).items()}
-    except mx.MXNetError as exc:
-        raise ClientError(f"Pretrained weight file {path} cannot be read ({_first_line(exc)}). Replace it.") from None
+def load_backbone(net: HybridBlock, path: Path) -> None:
+    """Copy ImageNet weights (a GluonCV file) into the backbone part of `net`; ClientError if the file does not fit."""
+    saved = read_arrays(path, "Pretrained weight file")
     params = net._collect_params_with_prefix()
     wanted = [name for name in params if name.startswith(BACKBONE_PARTS)]
     missing = [name for name in wanted if name not in saved]
@@ -92,7 +90,7 @@ def load_backbone(net: HybridBlock, path: Path, contexts: Sequence[mx.Context]) 
             f"mis-shaped parameters (e.g. {(missing + wrong)[0]}). Replace it with GluonCV's file."
         )
     for name in wanted:
-        params[name].set_data(saved[name].astype(params[name].dtype))
+        params[name].set_data(mx.nd.array(saved[name], dtype=params[name].dtype))
     log.info("Loaded ImageNet backbone weights from %s (%d tensors)", path, len(wanted))
 
 

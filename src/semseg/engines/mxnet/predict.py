@@ -1,6 +1,6 @@
-"""The MXNet engine's prediction: an image -> class probabilities at the image's own size, through semseg.fit.sliding
-(one pass within the pixel budget, else sliding `crop_size` windows). One scorer serves both whole-image
-validation and the server.
+"""The MXNet engine's prediction: an image -> class probabilities at the image's own size, through
+semseg.measures.sliding (one pass within the pixel budget, else sliding `crop_size` windows). One scorer serves
+both whole-image validation and the server.
 
 Speed (the server): the network is traced into a static graph for the size it scores, and on the CPU MXNet's
 MKL-DNN backend fuses that graph (convolution + BatchNorm + ReLU): 1.4x the imperative network's images/s on one
@@ -22,7 +22,8 @@ from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.mxnet.network import load_model, set_output_size
 from semseg.engines.normalization import MEAN, STD
-from semseg.fit.sliding import SlidingWindows, window_starts
+from semseg.engines.record import PredictorSettings, gpu_index
+from semseg.measures.sliding import SlidingWindows, window_starts
 
 __all__ = ["Predictor", "Scorer", "load_predictor", "normalize", "window_starts"]
 
@@ -90,9 +91,10 @@ def check_model(folder: ModelFolder) -> str:
     return ""
 
 
-def load_predictor(folder: ModelFolder, device: str, pixel_budget: int) -> Predictor:
+def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings) -> Predictor:
     """The model of `folder` on `device` ("cpu" or "gpu:<id>"), ready to predict (a server worker's model)."""
-    ctx = mx.gpu(int(device.split(":")[1])) if device.startswith("gpu:") else mx.cpu()
+    gpu = gpu_index(device)
+    ctx = mx.cpu() if gpu is None else mx.gpu(gpu)
     net = load_model(folder, [ctx])
     log.info("Worker %d: model loaded on %s", os.getpid(), ctx)
-    return Predictor(net, ctx, folder.config.crop_size, pixel_budget)
+    return Predictor(net, ctx, folder.config.crop_size, settings.pixel_budget)

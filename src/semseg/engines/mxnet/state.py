@@ -11,9 +11,9 @@ from mxnet import gluon
 
 from semseg.contract.config import Config
 from semseg.contract.files import copy_file
-from semseg.engines.mxnet.files import export_symbol, save_params
 from semseg.engines.mxnet.network import load_weights
 from semseg.engines.mxnet.optim import lr_scheduler
+from semseg.engines.mxnet.symbol import save_params
 
 
 class State:
@@ -48,6 +48,3 @@ class State:
 
     def best_to_gluon(self, best: Path, path: Path) -> None:
         copy_file(best, path)  # model.params is a GluonCV file already
-
-    def export(self, params: Path, model_dir: Path) -> None:
-        export_symbol(self.config, params, model_dir)

@@ -1,13 +1,12 @@
 """The PyTorch engine (`SEMSEG_ENGINE=torch`): GluonCV's networks and MXNet's update rules in PyTorch, for the
 GPUs MXNet 1.9.1 has no code for (9.0+, Blackwell included: semseg.engines.torch.support). Nothing in this package
-imports MXNet: GluonCV files
-are read and written through the MXNet engine's own functions (`files`, loaded lazily), the one bridge, one way.
+imports MXNet: GluonCV files are read and written with numpy (semseg.engines.gluon_files); the symbol file of
+every job is the MXNet engine's, written by the job's top (semseg.training) where MXNet is installed.
 Its record for the registry (semseg.engines) is below; importing this package loads no PyTorch.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -20,13 +19,11 @@ if TYPE_CHECKING:
     from semseg.contract.options import RunOptions
     from semseg.contract.signals import StopFlag
     from semseg.engines.gpus import Gpu
-    from semseg.fit.loop import FitResult
-
-log = logging.getLogger(__name__)
+    from semseg.fit.assembly import Trained
 
 
-def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> FitResult:
-    from semseg.engines.torch.job import train_job
+def train(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> Trained:
+    from semseg.engines.torch.kit import train_job
 
     return train_job(job, config, options, stop)
 
@@ -40,7 +37,7 @@ def check_model(folder: ModelFolder) -> str:
 def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings) -> Predictor:
     from semseg.engines.torch.predict import load_predictor as load
 
-    return load(folder, device, settings.pixel_budget, settings.autocast)
+    return load(folder, device, settings)
 
 
 def check_gpus(gpus: Sequence[Gpu]) -> None:

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Plan:
+class Devices:
+    """The devices of this host: `processes` of `kind` (one per GPU), on each of `hosts`."""
+
     kind: str  # "cuda" or "cpu"
     processes: int  # on this host
     hosts: int = 1
@@ -33,17 +35,7 @@ class Plan:
         return self.processes * self.hosts
 
 
-@dataclass(frozen=True)
-class Place:
-    """Which process of the job this is: `rank` of `world`, `local_rank` of `local_world` on its host."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    local_world: int = 1
-
-
-def plan_devices(config: Config, options: RunOptions, share: int | None = None, hosts: int = 1) -> Plan:
+def select_devices(config: Config, options: RunOptions, share: int | None = None, hosts: int = 1) -> Devices:
     """One process per GPU (or per SEMSEG_CPU_DEVICES slot, or one) on each of `hosts`, each with at least one
     image of the host's `share` of mini_batch_size (semseg.contract.cluster.Cluster.batch_share)."""
     share = config.mini_batch_size if share is None else share
@@ -51,7 +43,7 @@ def plan_devices(config: Config, options: RunOptions, share: int | None = None, 
         processes = devices_to_use(options.cpu_devices, share, config.mini_batch_size)
         log.info("Training data-parallel in %d CPU processes (SEMSEG_CPU_DEVICES)", processes)
         check_precision(config, on_gpu=False)
-        return Plan("cpu", processes, hosts)
+        return Devices("cpu", processes, hosts)
     gpus = visible_gpus()
     check_host(gpus)  # before CUDA starts: a GPU without code, or a driver too old
     usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -59,11 +51,11 @@ def plan_devices(config: Config, options: RunOptions, share: int | None = None, 
         _check_arch()
         count = devices_to_use(usable, share, config.mini_batch_size)
         log.info("Number of GPUs being used: %d (%s)", count, torch.cuda.get_device_name(0))
-        return Plan("cuda", count, hosts)
+        return Devices("cuda", count, hosts)
     why = f"torch {torch.__version__}, CUDA {torch.version.cuda}"
     check_usable(gpus, 0, "PyTorch", why, IMAGE, options.allow_cpu)
     check_precision(config, on_gpu=False)
-    return Plan("cpu", 1, hosts)
+    return Devices("cpu", 1, hosts)
 
 
 def _check_arch() -> None:
@@ -89,8 +81,8 @@ def configure_cuda(device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
-def device_memory(config: Config, plan: Plan) -> DeviceMemory:
+def device_memory(config: Config, devices: Devices) -> DeviceMemory:
     """What one device holds at once, and its memory (the host's for CPU processes, which share it)."""
-    if plan.kind == "cpu":
-        return host_memory(config, devices=plan.processes, hosts=plan.hosts, processes=plan.processes)
-    return gpu_memory(config, int(torch.cuda.get_device_properties(0).total_memory), plan.processes, plan.hosts)
+    if devices.kind == "cpu":
+        return host_memory(config, devices=devices.processes, hosts=devices.hosts, processes=devices.processes)
+    return gpu_memory(config, int(torch.cuda.get_device_properties(0).total_memory), devices.processes, devices.hosts)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from semseg.distributed.agree import Agreement
-from semseg.engines.torch.devices import Place
+from semseg.distributed.part import Part
 
 
 class Exchange(Agreement):
@@ -21,7 +21,7 @@ class Exchange(Agreement):
 
     def __init__(
         self,
-        place: Place,
+        place: Part,
         hosts: tuple[str, ...],
         group: dist.ProcessGroup | None = None,
         host_group: dist.ProcessGroup | None = None,
@@ -44,11 +44,6 @@ class Exchange(Agreement):
         tensor = torch.from_numpy(np.ascontiguousarray(values).copy())
         dist.all_reduce(tensor, group=self.group)
         return tensor.numpy()
-
-    def sum_host_counts(self, counts: np.ndarray) -> np.ndarray:
-        """The sum over the hosts of counts that every process of a host has alike (its first one's count)."""
-        mine = counts.astype(np.int64) if self.place.local_rank == 0 else np.zeros_like(counts, np.int64)
-        return self.allreduce("host-counts", mine)
 
     def sum_counts(self, name: str, counts: np.ndarray) -> np.ndarray:
         return self.allreduce(name, counts.astype(np.int64))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import pickle
@@ -43,18 +44,18 @@ from semseg.contract.files import atomic_write
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.signals import StopFlag, StopSignal
+from semseg.distributed.part import Part
 from semseg.distributed.peers import PeerWatch
-from semseg.distributed.stop import CollectiveStop
-from semseg.engines.torch.devices import Place, Plan
+from semseg.engines.torch.devices import Devices
 from semseg.engines.torch.exchange import Exchange
-from semseg.engines.torch.hosts import Rendezvous, peer_may_have_failed, wait_for_the_watch, watch_peers
-from semseg.fit.loop import FitResult
+from semseg.engines.torch.rendezvous import Rendezvous, peer_may_have_failed, wait_for_the_watch, watch_peers
+from semseg.fit.assembly import Trained
 from semseg.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
-# train_process(job, config, options, stop, device, place, exchange)
-Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Place, Exchange], FitResult]
+# train_process(job, config, options, stop, device, part)
+Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Part], Trained]
 POLL_SECONDS = 0.2
 RENDEZVOUS_TIMEOUT_S = 900  # the other hosts may start minutes later (SageMaker's containers wait 15 minutes)
 RUN_ID = "semseg"  # the same on every host: the prefix of the rendezvous' keys in the master's store
@@ -69,7 +70,7 @@ KILLED = (
 class Outcome:
     """How a worker process ended: its result, or the error it ended with."""
 
-    result: FitResult | None = None
+    result: Trained | None = None
     kind: str = ""
     message: str = ""
     signum: int = 0
@@ -79,25 +80,26 @@ def launch(
     job: Job,
     config: Config,
     options: RunOptions,
-    plan: Plan,
+    devices: Devices,
     target: Target,
     stop: StopFlag,
     meet: Rendezvous | None = None,
-) -> FitResult:
-    """`target` (the engine's train_process) in `plan.processes` processes, of all hosts' processes when `meet`
+) -> Trained:
+    """`target` (the engine's train_process) in `devices.processes` processes, of all hosts' processes when `meet`
     says where the hosts meet; the first local one's result."""
-    where = f" on each of {plan.hosts} hosts, {plan.world} in all" if meet else ""
+    where = f" on each of {devices.hosts} hosts, {devices.world} in all" if meet else ""
     log.info(
-        "Starting %d training processes (%s, torch.distributed %s)%s", plan.processes, plan.kind, plan.backend, where
-    )
+        "Starting %d training processes (%s, torch.distributed %s)%s",
+        devices.processes, devices.kind, devices.backend, where,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="semseg-outcomes-") as folder:
         outcomes = Path(folder)
         watch = watch_peers(job, options, meet, _kill_workers(outcomes)) if meet else None
         try:
-            launched = _Agent(_launch_config(plan, meet), (job, config, options, plan, target, outcomes))
+            launched = _Agent(_launch_config(devices, meet), (job, config, options, devices, target, outcomes))
             launched.start()
-            launched.wait(stop, outcomes, plan.processes, watch)  # a second stop signal ends the job, workers too
-            found = _read_outcomes(outcomes, plan.processes)
+            launched.wait(stop, outcomes, devices.processes, watch)  # a second stop signal ends the job, workers too
+            found = _read_outcomes(outcomes, devices.processes)
             if watch is not None and peer_may_have_failed({outcome.kind for outcome in found.values()}):
                 wait_for_the_watch(options.peer_timeout_s)
             return _result(found, launched.failed)
@@ -106,9 +108,9 @@ def launch(
                 watch.close()
 
 
-def _launch_config(plan: Plan, meet: Rendezvous | None) -> LaunchConfig:
+def _launch_config(devices: Devices, meet: Rendezvous | None) -> LaunchConfig:
     common: dict[str, Any] = {
-        "nproc_per_node": plan.processes, "max_restarts": 0, "monitor_interval": 1, "start_method": "spawn"
+        "nproc_per_node": devices.processes, "max_restarts": 0, "monitor_interval": 1, "start_method": "spawn"
     }  # fmt: skip
     if meet is None:
         return LaunchConfig(
@@ -211,7 +213,7 @@ def _read_outcomes(folder: Path, processes: int) -> dict[int, Outcome]:
     return found
 
 
-def _result(outcomes: dict[int, Outcome], failed: ChildFailedError | None) -> FitResult:
+def _result(outcomes: dict[int, Outcome], failed: ChildFailedError | None) -> Trained:
     """The job's result, or its error: a ClientError first (the cause; the others failed with it), then a stop,
     then a process that was killed, then any other error."""
     for outcome in outcomes.values():
@@ -233,31 +235,32 @@ def _result(outcomes: dict[int, Outcome], failed: ChildFailedError | None) -> Fi
     return first.result  # every process ends with the same result: fit's decisions follow global metrics
 
 
-def _worker(job: Job, config: Config, options: RunOptions, plan: Plan, target: Target, outcomes: Path) -> None:
+def _worker(job: Job, config: Config, options: RunOptions, devices: Devices, target: Target, outcomes: Path) -> None:
     """One process of a multi-process job (the launcher sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_*). It leaves its
     Outcome in `outcomes`; a failed one then ends its process with an error, so the agent ends the others."""
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed launcher takes its workers with it
-    place = Place(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), plan.processes)
+    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    place = Part(rank, world, local_rank, devices.processes)
     local_stop = StopFlag()
     with local_stop.installed():
         _mark(outcomes, "ready", place.local_rank)  # stop signals are handled from here on
         setup_logging(logging.INFO if place.local_rank == 0 else logging.WARNING)  # each host's first one speaks
-        device = torch.device("cuda", place.local_rank) if plan.kind == "cuda" else torch.device("cpu")
-        if plan.kind == "cuda":
+        device = torch.device("cuda", place.local_rank) if devices.kind == "cuda" else torch.device("cpu")
+        if devices.kind == "cuda":
             torch.cuda.set_device(device)
         else:  # the processes share the cores
-            torch.set_num_threads(max(1, torch.get_num_threads() // plan.processes))
-        dist.init_process_group(plan.backend)
+            torch.set_num_threads(max(1, torch.get_num_threads() // devices.processes))
+        dist.init_process_group(devices.backend)
         _mark(outcomes, "joined", place.local_rank)  # every host's processes are in the group
         # all stop at the same iteration: one all-reduce of a CPU number per iteration, over gloo (on NCCL it would
         # wait for the GPU's queued work every iteration)
-        group = dist.new_group(backend="gloo") if plan.backend != "gloo" else None
+        group = dist.new_group(backend="gloo") if devices.backend != "gloo" else None
         host_group = None
         if job.pipes:  # the host's first process reads its FIFOs for all of them
-            host_group, _ = dist.new_subgroups(plan.processes, backend="gloo")
+            host_group, _ = dist.new_subgroups(devices.processes, backend="gloo")
         exchange = Exchange(place, job.cluster.hosts, group, host_group)
-        stop = CollectiveStop(local_stop, exchange.allreduce)
-        outcome = _run(target, (job, config, options, stop, device, place, exchange))
+        part = dataclasses.replace(place, exchange=exchange)
+        outcome = _run(target, (job, config, options, local_stop, device, part))
         if outcome.kind in ("", "Stopped"):
             outcome = _last_barrier(exchange, outcome)
         atomic_write(outcomes / f"{place.local_rank}.pickle", lambda tmp: tmp.write_bytes(pickle.dumps(outcome)))

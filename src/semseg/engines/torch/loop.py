@@ -20,8 +20,8 @@ from semseg.engines.torch.loss import SegmentationLoss
 from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.engines.torch.predict import Inputs, Precision, Scorer
 from semseg.fit.loop import DIVERGED_LOSS, Diverged, EpochMeter, Hooks, LoopSettings
-from semseg.fit.metrics import ConfusionMatrix
-from semseg.fit.sliding import SlidingWindows
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.measures.sliding import SlidingWindows
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -116,7 +116,7 @@ class Loop:
         """Confusion matrix over this process's validation batches, summed over all processes.
 
         Any image size runs as it is (the networks resize to their input); a whole image above the pixel
-        budget goes by sliding `crop_size` windows (semseg.fit.sliding), as the server predicts it. The network
+        budget goes by sliding `crop_size` windows (semseg.measures.sliding), as the server predicts it. The network
         runs without its DDP wrapper (which would wait for every process at each batch, and the processes may
         have different numbers of validation batches), with the first process's BatchNorm statistics, as DDP
         gives them to the training steps.

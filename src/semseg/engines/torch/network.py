@@ -22,11 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BN_EPS = 1e-5
-BN_MOMENTUM = 0.1  # PyTorch's convention for MXNet's momentum 0.9
-LAYERS = {"resnet-50": (3, 4, 6, 3), "resnet-101": (3, 4, 23, 3)}
-STEM_WIDTH = 64
-HEAD_LR_MULT = 10.0  # GluonCV sets lr_mult 10 on every parameter of `head` and `auxlayer`
+from semseg.engines.architecture import (
+    ASPP_RATES,
+    BACKBONE_BLOCKS,
+    BN_EPS,
+    BN_MOMENTUM,
+    DECODER_CHANNELS,
+    HEAD_LR_MULT,
+    LOW_LEVEL_CHANNELS,
+    PSP_BINS,
+    STEM_WIDTH,
+)  # fmt: skip
+
+TORCH_BN_MOMENTUM = 1 - BN_MOMENTUM  # PyTorch's convention: the weight of the new batch
 
 Norm = Callable[[int], nn.Module]
 
@@ -55,7 +63,7 @@ class MXNetBatchNorm(nn.BatchNorm2d):
 
 
 def batch_norm(channels: int) -> nn.Module:
-    return MXNetBatchNorm(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+    return MXNetBatchNorm(channels, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> nn.Conv2d:
@@ -117,8 +125,6 @@ def _conv_bn_relu(cin: int, cout: int, norm: Norm, kernel: int = 1, dilation: in
 
 
 class _PyramidPooling(nn.Module):
-    BINS = (1, 2, 3, 6)
-
     def __init__(self, cin: int, norm: Norm) -> None:
         super().__init__()
         for i in range(1, 5):
@@ -127,7 +133,7 @@ class _PyramidPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         feats = [x]
-        for i, bins in enumerate(self.BINS, 1):
+        for i, bins in enumerate(PSP_BINS, 1):
             pooled = getattr(self, f"conv{i}")(F.adaptive_avg_pool2d(x, bins))
             feats.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=True))
         return torch.cat(feats, dim=1)
@@ -162,12 +168,10 @@ class _Concurrent(nn.Sequential):
 
 
 class _ASPP(nn.Module):
-    RATES = (12, 24, 36)
-
     def __init__(self, cin: int, norm: Norm, cout: int = 256) -> None:
         super().__init__()
         branches = [_conv_bn_relu(cin, cout, norm)]
-        branches += [_conv_bn_relu(cin, cout, norm, kernel=3, dilation=rate) for rate in self.RATES]
+        branches += [_conv_bn_relu(cin, cout, norm, kernel=3, dilation=rate) for rate in ASPP_RATES]
         self.concurent = _Concurrent(*branches, _AsppPooling(cin, cout, norm))  # GluonCV's spelling
         self.project = nn.Sequential(_conv(5 * cout, cout, 1), norm(cout), nn.ReLU(), nn.Dropout(0.5))
 
@@ -193,12 +197,12 @@ class _DeepLabV3PlusHead(nn.Module):
     def __init__(self, classes: int, norm: Norm) -> None:
         super().__init__()
         self.aspp = _ASPP(2048, norm)
-        self.reduce = _conv_bn_relu(256, 48, norm)
+        self.reduce = _conv_bn_relu(256, LOW_LEVEL_CHANNELS, norm)
         self.block = nn.Sequential(
-            *_conv_bn_relu(256 + 48, 256, norm, kernel=3),
-            *_conv_bn_relu(256, 256, norm, kernel=3),
+            *_conv_bn_relu(DECODER_CHANNELS + LOW_LEVEL_CHANNELS, DECODER_CHANNELS, norm, kernel=3),
+            *_conv_bn_relu(DECODER_CHANNELS, DECODER_CHANNELS, norm, kernel=3),
             nn.Dropout(0.1),
-            nn.Conv2d(256, classes, 1),
+            nn.Conv2d(DECODER_CHANNELS, classes, 1),
         )
 
     def forward(self, x: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
@@ -235,7 +239,7 @@ class SegmentationNet(nn.Module):
         )
         self.bn1 = norm(2 * STEM_WIDTH)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        blocks = LAYERS[backbone]
+        blocks = BACKBONE_BLOCKS[backbone]
         self.layer1 = _stage(128, 64, blocks[0], 1, 1, norm)
         self.layer2 = _stage(256, 128, blocks[1], 2, 1, norm)
         self.layer3 = _stage(512, 256, blocks[2], 1, 2, norm)

@@ -1,7 +1,7 @@
 """The PyTorch engine's prediction: ImageNet-normalised input on the device, the precision it computes in, an
 image -> class probabilities in one pass (the Scorer that whole-image validation slides over windows through
-semseg.fit.sliding), and the server's predictor: a model folder (GluonCV files of either engine, or the managed
-algorithm's) loaded into the PyTorch network without its aux head, predicting through semseg.fit.sliding exactly
+semseg.measures.sliding), and the server's predictor: a model folder (GluonCV files of either engine, or the managed
+algorithm's) loaded into the PyTorch network without its aux head, predicting through semseg.measures.sliding exactly
 as the MXNet engine's Predictor does (one pass within the pixel budget, else `crop_size` windows).
 
 The server computes in float32 by default (TF32 convolutions on GPUs that have them, as in training);
@@ -22,10 +22,11 @@ from torch import nn
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
 from semseg.engines.normalization import MEAN, STD
+from semseg.engines.record import PredictorSettings, gpu_index
 from semseg.engines.torch.devices import configure_cuda
-from semseg.engines.torch.files import load_model_folder
+from semseg.engines.torch.gluon import load_model_folder
 from semseg.engines.torch.network import SegmentationNet
-from semseg.fit.sliding import SlidingWindows
+from semseg.measures.sliding import SlidingWindows
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,14 @@ def precision(name: str | None) -> Precision:
     return AUTOCAST[name] if name else FLOAT32
 
 
-def load_predictor(folder: ModelFolder, device: str, pixel_budget: int, autocast: str | None = None) -> Predictor:
+def load_predictor(folder: ModelFolder, device: str, settings: PredictorSettings) -> Predictor:
     """The model of `folder` on `device` ("cpu" or "gpu:<id>"): a server worker's model."""
-    where = torch.device("cuda", int(device.split(":")[1])) if device.startswith("gpu:") else torch.device("cpu")
+    gpu, autocast = gpu_index(device), settings.autocast
+    where = torch.device("cpu") if gpu is None else torch.device("cuda", gpu)
     if where.type == "cuda":
         configure_cuda(where)
     net = network(folder).to(where)
     log.info(
         "Worker %d: model loaded on %s (PyTorch %s, %s)", os.getpid(), where, torch.__version__, autocast or "float32"
     )
-    return Predictor(net, where, folder, pixel_budget, precision(autocast))
+    return Predictor(net, where, folder, settings.pixel_budget, precision(autocast))

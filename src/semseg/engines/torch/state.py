@@ -1,6 +1,6 @@
 """The PyTorch engine's network and optimizer as checkpoint files (PyTorch's own format, in the shared
 checkpoint layout: model.pt, optimizer.pt, the best epoch's best.pt), and its weights as the GluonCV files of
-semseg.fit.artifacts (through semseg.engines.torch.files)."""
+semseg.fit.artifacts (through semseg.engines.torch.gluon)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-import semseg.engines.torch.files as files
 from semseg.contract.config import Config
+from semseg.engines.torch.gluon import save_gluon
 from semseg.engines.torch.loop import Loop
 
 
@@ -52,10 +52,7 @@ class State:
             self.loop.scaler.load_state_dict(extra["scaler"])
 
     def save_gluon(self, path: Path) -> None:
-        files.save_gluon(self.net, path)
+        save_gluon(self.net, path)
 
     def best_to_gluon(self, best: Path, path: Path) -> None:
-        files.save_gluon(self.net, path, torch.load(best, map_location="cpu", weights_only=True))
-
-    def export(self, params: Path, model_dir: Path) -> None:
-        files.export(self.config, params, model_dir)
+        save_gluon(self.net, path, torch.load(best, map_location="cpu", weights_only=True))

@@ -23,7 +23,7 @@ from typing import Any
 import mxnet as mx
 
 from semseg.contract.cluster import Cluster
-from semseg.distributed.hosts import resolve
+from semseg.distributed.names import resolve
 from semseg.distributed.peers import PeerWatch, give_up, watch_port
 from semseg.threads import ENV as OMP_ENV
 

@@ -1,10 +1,10 @@
-"""GluonCV parameter files in and out of the PyTorch networks, through the MXNet engine's own file functions
-(semseg.engines.mxnet.files, loaded lazily): MXNet's `nd.load`/`nd.save`, no hand-written file format.
+"""GluonCV parameter files in and out of the PyTorch networks (the engine-neutral format of
+semseg.engines.gluon_files, read and written with numpy: no MXNet in this engine).
 
-Read at the start: the ImageNet backbone from GluonCV's store, a seed model of the `model` channel.
-Written during and at the end of training (semseg.fit.artifacts): model_best.params, model_algo-1 and the
-symbol export, exactly what the MXNet engine
-writes (same names, same Gluon parameter names, float32), so GluonCV and the server load either.
+Read at the start: the ImageNet backbone from the weight store, a seed model of the `model` channel.
+Written during and at the end of training (semseg.fit.artifacts): model_best.params and model_algo-1, exactly
+what the MXNet engine writes (same names, same Gluon parameter names, float32), so GluonCV and the server load
+either.
 """
 
 from __future__ import annotations
@@ -12,41 +12,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from torch import nn
 
-from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.model_folder import ModelFolder
+from semseg.engines.gluon_files import read_arrays, save_arrays
 from semseg.engines.torch.convert import from_gluon, gluon_names, to_gluon
-from semseg.engines.weights import BACKBONE_PARTS, backbone_weights_file
+from semseg.engines.weights import BACKBONE_PARTS
 
 log = logging.getLogger(__name__)
 
 
-def _mxnet_files() -> ModuleType:
-    """The MXNet engine's file functions (MXNet loads here, on first use: the loop never needs it)."""
-    import semseg.engines.mxnet.files as files
-
-    return files
-
-
 def save_gluon(net: nn.Module, path: Path, state: Mapping[str, torch.Tensor] | None = None) -> None:
     """`net`'s weights (or `state`, a state_dict of it) as a GluonCV parameter file, atomically."""
-    _mxnet_files().save_arrays(to_gluon(net, state), path)
+    save_arrays(to_gluon(net, state), path)
 
 
-def export(config: Config, params: Path, model_dir: Path) -> None:
-    """The MXNet engine's symbol + params export of the GluonCV file `params`."""
-    _mxnet_files().export_symbol(config, params, model_dir)
-
-
-def load_backbone(net: nn.Module, config: Config, weights_root: Path) -> None:
-    """GluonCV's ImageNet weights into the backbone part of `net` (the same file the MXNet engine reads)."""
-    path = backbone_weights_file(config.backbone, weights_root)
-    saved = _mxnet_files().read_arrays(path, "Pretrained weight file")
+def load_backbone(net: nn.Module, path: Path) -> None:
+    """ImageNet weights (a GluonCV file: the same file the MXNet engine reads) into the backbone part of `net`."""
+    saved = read_arrays(path, "Pretrained weight file")
     wanted = [g for g in gluon_names(net).values() if g.startswith(BACKBONE_PARTS)]
     missing = [name for name in wanted if name not in saved]
     if missing:
@@ -63,7 +49,7 @@ def load_backbone(net: nn.Module, config: Config, weights_root: Path) -> None:
 
 def load_model_folder(net: nn.Module, model: ModelFolder) -> None:
     """A model folder's weights (ours from either engine, or the managed algorithm's) into `net`."""
-    arrays = _mxnet_files().read_arrays(model.weights, f"The weights of the model in {model.path}")
+    arrays = read_arrays(model.weights, f"The weights of the model in {model.path}")
     try:
         from_gluon(net, arrays)
     except ValueError as exc:

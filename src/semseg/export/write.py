@@ -10,7 +10,6 @@ gate read File-mode channels; a Pipe-mode split has no files to read again, so i
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,26 +19,34 @@ from typing import TypeVar
 import numpy as np
 
 from semseg.contract.config import Config
-from semseg.contract.files import BEST_PARAMS, ONNX_FP32, ONNX_INT8, atomic_write, discard, write_text
+from semseg.contract.files import BEST_PARAMS, ONNX_FP32, ONNX_INT8, atomic_write, discard
 from semseg.contract.job import Job
 from semseg.contract.options import ExportSettings
 from semseg.data import transforms
-from semseg.data.channels import Pair, find_pairs
+from semseg.data.channels import Pair
 from semseg.data.dataset import read_image, read_mask
 from semseg.data.labels import IGNORE, load_label_map
+from semseg.data.pipeline import Listed
+from semseg.engines.gluon_files import read_arrays
 from semseg.export import graph, runtime
 from semseg.export.quantize import Gate, Verdict, quantize
-from semseg.fit.metrics import ConfusionMatrix
-from semseg.outputs.evaluation import EVALUATION
+from semseg.measures.confusion import ConfusionMatrix
+from semseg.outputs.evaluation import add_entry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def write_exports(
-    job: Job, config: Config, settings: ExportSettings, pixel_budget: int, should_stop: Callable[[], bool]
+    job: Job,
+    config: Config,
+    settings: ExportSettings,
+    pixel_budget: int,
+    should_stop: Callable[[], bool],
+    listed: Listed | None = None,
 ) -> None:
     """model.onnx and, where it passes the gate, model-int8.onnx in the job's model folder; warnings, never errors.
+    Calibration and the gate read the File-mode pairs as the job `listed` them (None: a stopped job, FP32 only).
     A stop request before or during the INT8 work (checked between images) leaves model.onnx only."""
     model_dir = job.paths.model_dir
     if not settings.export:
@@ -55,14 +62,14 @@ def write_exports(
     log.info("Exported %s (%.0f MB) in %.1f s", fp32, fp32.stat().st_size / 1e6, time.monotonic() - started)
     if not settings.int8:
         log.info("SEMSEG_INT8=false: no %s", ONNX_INT8)
-    elif should_stop():
+    elif should_stop() or listed is None:
         log.info("Stopped: no %s (its calibration and accuracy gate take longer than a stop allows)", ONNX_INT8)
     elif job.pipes:
         log.info("No %s: calibration and its accuracy gate read File-mode channels, and %s stream(s) in Pipe mode",
                  ONNX_INT8, " and ".join(sorted(job.pipes)))  # fmt: skip
     else:
         try:
-            _int8(job, config, settings, pixel_budget, fp32, should_stop)
+            _int8(job, config, settings, pixel_budget, fp32, should_stop, listed)
         except _StopRequested:
             discard(model_dir / ONNX_INT8)
             log.info("Stopped: %s abandoned; %s serves", ONNX_INT8, ONNX_FP32)
@@ -73,8 +80,6 @@ def write_exports(
 
 def export_onnx(config: Config, params: Path, target: Path) -> Path:
     """The ONNX graph of the GluonCV parameter file `params`, written atomically to `target`."""
-    from semseg.engines.mxnet.files import read_arrays
-
     model = graph.build(config, read_arrays(params, "The best weights"))
     atomic_write(target, lambda tmp: tmp.write_bytes(model.SerializeToString()))
     return target
@@ -92,18 +97,24 @@ def _checked(items: Iterable[T], should_stop: Callable[[], bool]) -> Iterator[T]
 
 
 def _int8(
-    job: Job, config: Config, settings: ExportSettings, pixel_budget: int, fp32: Path, should_stop: Callable[[], bool]
+    job: Job,
+    config: Config,
+    settings: ExportSettings,
+    pixel_budget: int,
+    fp32: Path,
+    should_stop: Callable[[], bool],
+    listed: Listed,
 ) -> None:
     started = time.monotonic()
     int8 = fp32.with_name(ONNX_INT8)
-    train = _spaced(_pairs(job, "train"), settings.calibration_images)
+    train = _spaced(listed["train"], settings.calibration_images)
     count = quantize(fp32, int8, _checked(_centre_crops(train, config.crop_size), should_stop))
     log.info("Quantized %s to %s, calibrated on %d training image(s), in %.1f s", fp32.name, int8.name, count,
              time.monotonic() - started)  # fmt: skip
     if should_stop():
         raise _StopRequested
-    verdict = _gate(job, config, settings, pixel_budget, fp32, int8, count, should_stop)
-    _record(job.paths.output_data_dir, verdict)
+    verdict = _gate(job, config, settings, pixel_budget, (fp32, int8), count, should_stop, listed["validation"])
+    add_entry(job.paths.output_data_dir, "int8", verdict.to_json())
     if verdict.kept:
         log.info("INT8 model kept as %s: %s", int8.name, verdict.reason)
     else:
@@ -116,24 +127,24 @@ def _gate(
     config: Config,
     settings: ExportSettings,
     pixel_budget: int,
-    fp32: Path,
-    int8: Path,
+    models: tuple[Path, Path],
     calibration: int,
     should_stop: Callable[[], bool],
+    validation: list[Pair],
 ) -> Verdict:
     """Both models on the same validation images, through the server's predictor on the runtime that serves."""
     started = time.monotonic()
-    pairs = _spaced(_pairs(job, "validation"), settings.validation_images)
+    pairs = _spaced(validation, settings.validation_images)
     label_map = load_label_map(job.channel("label_map"), "validation", config.num_classes)
     transform = transforms.whole_image if config.whole_image_validation else transforms.center_crop(config.crop_size)
     on = "openvino" if runtime.available("openvino") else "onnxruntime"
-    models = [runtime.predictor(path, on, config.num_classes, config.crop_size, pixel_budget) for path in (fp32, int8)]
-    matrices = [ConfusionMatrix(config.num_classes) for _ in models]
+    predictors = [runtime.predictor(path, on, config.num_classes, config.crop_size, pixel_budget) for path in models]
+    matrices = [ConfusionMatrix(config.num_classes) for _ in predictors]
     rng = np.random.default_rng(0)
     for pair in _checked(pairs, should_stop):
         mask = label_map.apply(read_mask(pair.mask), pair.mask)
         image, mask = transform(read_image(pair.image), mask, rng)
-        for model, matrix in zip(models, matrices, strict=True):
+        for model, matrix in zip(predictors, matrices, strict=True):
             matrix.add(mask, model.classes(image), IGNORE)
     gate = Gate(settings.max_miou_loss, settings.max_class_loss)
     verdict = Verdict.of(matrices[0], matrices[1], gate, len(pairs), calibration)
@@ -151,24 +162,8 @@ def _centre_crops(pairs: list[Pair], crop_size: int) -> Iterator[np.ndarray]:
         yield crop(image, np.zeros(image.shape[:2], np.uint8), rng)[0]
 
 
-def _pairs(job: Job, split: str) -> list[Pair]:
-    """The split's pairs as training listed them (its count and warnings are in the log already)."""
-    return find_pairs(job.required_channel(split), job.required_channel(f"{split}_annotation"), again=True)
-
-
 def _spaced(pairs: list[Pair], count: int) -> list[Pair]:
     """At most `count` pairs, evenly spaced over the sorted list (every class's folders, not the first few)."""
     if len(pairs) <= count:
         return pairs
     return [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, count).round()]
-
-
-def _record(folder: Path, verdict: Verdict) -> None:
-    """The gate's figures as evaluation.json's "int8" entry (next to the best epoch's validation)."""
-    path = folder / EVALUATION
-    try:
-        content = json.loads(path.read_text()) if path.is_file() else {}
-        content["int8"] = verdict.to_json()
-        write_text(path, json.dumps(content) + "\n")
-    except (OSError, ValueError) as exc:
-        log.warning("Could not record the INT8 gate in %s (%s)", path, exc)

@@ -1,20 +1,18 @@
 """A training job's life, written once for every engine: hyperparams.json, resume from the newest checkpoint,
-fit with the job's hooks (metric lines, best weights, checkpoints), early stopping, divergence, and the
-artifacts at the end, also after a stop request, then the exported model (semseg.export.job). The engine hands
-over its part as a `Session`: loop, state (checkpoint and GluonCV files), loaders, seeding, and its exchange with
-the other hosts.
+fit with the job's hooks (metric lines, best weights, checkpoints), early stopping, divergence, and the GluonCV
+artifacts at the end, also after a stop request. The job's assembly (semseg.fit.assembly) hands it a `Session`:
+the engine's loop and state (checkpoint and GluonCV files), the loaders, seeding, and the part of the job this
+process is (semseg.distributed.part). What is made of the best weights after training (the symbol file, the ONNX
+models) is the job's top's (semseg.training), once training has returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from semseg.contract.config import Config
 from semseg.contract.errors import AlgorithmError, Stopped
@@ -23,39 +21,19 @@ from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
 from semseg.contract.report import Reporter
 from semseg.contract.signals import StopSignal
-from semseg.export.job import write_exports
+from semseg.distributed.part import Part
 from semseg.fit.artifacts import finish, restore_best, write_hyperparams
 from semseg.fit.checkpoint import CheckpointStore
 from semseg.fit.disk import model_folder_error
 from semseg.fit.early_stopping import EarlyStopping
 from semseg.fit.hooks import JobHooks, JobState, epoch_seed
-from semseg.fit.loop import Diverged, FitResult, TrainData, TrainLoop, fit
+from semseg.fit.loop import Diverged, TrainData, TrainLoop, fit
 from semseg.fit.progress import TimeLeft
+from semseg.measures.results import FitResult
 from semseg.outputs.board import Board
 from semseg.outputs.recorder import Outputs, Samples
 
 log = logging.getLogger(__name__)
-
-
-class Exchange(Protocol):
-    """What the parts of a job (hosts, processes) agree on around training: an engine's exchange
-    (semseg.distributed.agree.Agreement), or Alone."""
-
-    def check_same(self, name: str, value: int, what: str) -> None:
-        """AlgorithmError unless every host has the same `value`."""
-
-    def drain(self) -> None:
-        """Before the hosts stop early: every host's last exchanges complete."""
-
-
-class Alone:
-    """The exchange of a job on one host: nothing to agree on."""
-
-    def check_same(self, name: str, value: int, what: str) -> None:
-        pass
-
-    def drain(self) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -67,9 +45,7 @@ class Session:
     loaders: tuple[TrainData, Iterable[Any]]
     seed_engine: Callable[[int], None]  # the engine's random generator (dropout), seeded per epoch
     materialize: Callable[[], None] = lambda: None  # every parameter has its data (before a checkpoint loads)
-    exchange: Exchange = field(default_factory=Alone)
-    leader: bool = True  # writes hyperparams.json, the artifacts and the checkpoints (the first host's first process)
-    report: bool = True  # writes the metric lines (every host's first process)
+    part: Part = field(default_factory=Part)  # which part of the job this process is (leader, reports, exchange)
 
 
 @dataclass(frozen=True)
@@ -96,23 +72,18 @@ def run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, ses
 def _run_job(job: Job, config: Config, options: RunOptions, stop: StopSignal, session: Session) -> FitResult:
     model_dir = job.paths.model_dir
     log.info("LRScheduler setup: iters per epoch: %d, num_epochs %d", config.iterations_per_epoch, config.epochs)
-    if session.leader:
+    part = session.part
+    if part.leader:
         write_hyperparams(config, model_dir)
-    start = resume(job, config, session.state, session.materialize, session.leader)
-    session.exchange.check_same("resume", start.first_epoch, "the epoch to resume from (checkpoints must be shared)")
+    start = resume(job, config, session.state, session.materialize, part.leader)
+    if part.exchange is not None:
+        part.exchange.check_same("resume", start.first_epoch, "the epoch to resume from (checkpoints must be shared)")
     result = train_epochs(job, config, options, stop, session, start)
-    if result.interrupted:
-        session.exchange.drain()  # stopping: the other hosts end after this, maybe before this one wrote its artifacts
-    if session.leader:
+    if result.interrupted and part.exchange is not None:
+        part.exchange.drain()  # stopping: the others end after this, maybe before this one wrote its artifacts
+    if part.leader:
         finish(session.state, model_dir)
-        # this host's own stop request only: `stop` of a job of several hosts is a collective the others left
-        write_exports(job, config, options.export, options.pixel_budget, lambda: stop.signum is not None)
     return stopped_or(result, stop)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 def resume(job: Job, config: Config, state: JobState, materialize: Callable[[], None], leader: bool = True) -> Start:
@@ -146,15 +117,15 @@ def train_epochs(
 ) -> FitResult:
     """fit() with the job's hooks; a diverged loss becomes an AlgorithmError that says what to change."""
     model_dir = job.paths.model_dir
-    outputs = open_outputs(job, config, session, start) if session.leader else None
-    reporter = Reporter(job.current_host, config.epochs, enabled=session.report)
+    outputs = open_outputs(job, config, session, start) if session.part.leader else None
+    reporter = Reporter(job.current_host, config.epochs, enabled=session.part.reports)
     hooks = JobHooks(
         config,
         reporter,
         session.state,
-        model_dir if session.leader else None,
+        model_dir if session.part.leader else None,
         lambda epoch: session.seed_engine(epoch_seed(options.seed, epoch)),
-        start.checkpoints if session.report else None,
+        start.checkpoints if session.part.reports else None,
         start.early_stopping,
         TimeLeft(config.epochs, config.iterations_per_epoch, config.mini_batch_size / job.cluster.size),
         outputs,

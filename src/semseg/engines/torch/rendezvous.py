@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from semseg.contract.cluster import Cluster
 from semseg.contract.job import Job
 from semseg.contract.options import RunOptions
-from semseg.distributed.hosts import resolve
+from semseg.distributed.names import resolve
 from semseg.distributed.peers import PeerWatch, give_up, watch_port
 
 log = logging.getLogger(__name__)
