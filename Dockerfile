@@ -20,7 +20,7 @@ COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN python3 -m venv /tmp/build && /tmp/build/bin/pip wheel --no-deps --wheel-dir /wheels /src
 
-FROM ${BASE_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS venv
 # MXNET_CUDNN_AUTOTUNE_DEFAULT=1: training shapes are fixed (crop_size), so cuDNN's one-off search for the
 # fastest convolution algorithms pays back; MXNET_GPU_MEM_POOL_TYPE=Round: whole-image validation feeds
 # varying shapes, and rounded pool buckets reuse memory instead of growing the pool per shape.
@@ -42,7 +42,6 @@ RUN apt-get update \
     ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 ARG FLAVOUR=gpu
-ARG PREFETCH_WEIGHTS=1
 COPY docker/requirements-${FLAVOUR}.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock \
@@ -55,10 +54,25 @@ RUN if [ "$FLAVOUR" = gpu ]; then \
       ls -d /opt/venv/lib/python3*/site-packages/nvidia/*/lib > /etc/ld.so.conf.d/semseg-cuda-wheels.conf \
       && ldconfig; \
     fi
-# ImageNet backbones for use_pretrained_model=True; PREFETCH_WEIGHTS=0 for offline builds.
-COPY docker/prefetch_weights.py /opt/semseg/
-RUN if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/python /opt/semseg/prefetch_weights.py; fi
-# The engine and our package last, from the wheel stage: a code change leaves the venv and weight layers cached.
+# The ImageNet backbones for use_pretrained_model=True, in a stage of their own: `semseg-weights fetch` (the
+# package's own command) writes them to the store, $MXNET_HOME/models, from the first source that gives the right
+# file: GluonCV's model store, timm's copies on the Hugging Face Hub, then SEMSEG_WEIGHTS_URL; the build fails,
+# naming each source and why, where none does. PREFETCH_WEIGHTS=0 builds an image without them (its jobs say so).
+# The store's manifest (semseg-weights.json) records where each file came from.
+FROM venv AS weights
+ARG PREFETCH_WEIGHTS=1
+ARG WEIGHTS_SOURCES=gluoncv,huggingface,url
+ARG SEMSEG_WEIGHTS_URL=
+ARG SEMSEG_WEIGHTS_SHA256=
+COPY --from=wheel /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl \
+ && if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/semseg-weights fetch --sources "$WEIGHTS_SOURCES"; \
+    else /opt/venv/bin/semseg-weights none; fi
+
+FROM venv AS runtime
+COPY --from=weights /opt/mxnet/models /opt/mxnet/models
+# The engine and our package last, from the wheel stage: a code change leaves the venv layers cached (the weights
+# stage runs again, and, where the files it fetches are the same, they are the same layer's content).
 ARG ENGINE=mxnet
 ENV SEMSEG_ENGINE=${ENGINE}
 COPY --from=wheel /wheels /tmp/wheels
@@ -73,10 +87,15 @@ ENTRYPOINT ["/opt/venv/bin/train"]
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=unknown
+ARG FLAVOUR=gpu
+ARG PREFETCH_WEIGHTS=1
+ARG WEIGHTS_SOURCES=gluoncv,huggingface,url
 LABEL org.opencontainers.image.title="semseg" \
       org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}" \
       com.semseg.flavour="${FLAVOUR}" \
-      com.semseg.engine="${ENGINE}"
+      com.semseg.engine="${ENGINE}" \
+      com.semseg.weights.prefetched="${PREFETCH_WEIGHTS}" \
+      com.semseg.weights.sources="${WEIGHTS_SOURCES}"

@@ -18,7 +18,7 @@ XDIST := -n 2 --dist load
 # No wheel cache: torch's CUDA wheels alone would keep about 4 GB of CI's disk a second time.
 PIP := pip install -q --disable-pip-version-check --no-cache-dir
 
-.PHONY: setup demo test test-fast test-container lint docs format bench image-cpu image-gpu image-torch image-hopper clean
+.PHONY: setup demo test test-fast test-container lint docs format bench images image-cpu image-gpu image-torch image-hopper clean
 
 $(STAMP): requirements/runtime.txt requirements/nodeps.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,7 +101,15 @@ $(BENCH_NAMES):
 	@:
 endif
 
-## image-cpu: Docker engine, local base image and the CPU image, on a fresh machine; prints the tag last
+## images: the three images you push, with the ImageNet weights baked in (plain `docker build`: needs Docker Hub and
+## a weight source, see docs/images.md): semseg:gpu, semseg:torch and semseg:cpu
+images:
+	docker build -t semseg:gpu .
+	docker build -t semseg:torch --build-arg FLAVOUR=torch --build-arg ENGINE=torch .
+	docker build -t semseg:cpu --build-arg FLAVOUR=cpu .
+
+## image-cpu: the offline test set-up (docker/build.sh, no ImageNet weights): Docker engine, local base image and the
+## CPU image, on a fresh machine; prints the tag last
 image-cpu:
 	@bash docker/build.sh cpu
 

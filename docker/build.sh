@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# `make image-cpu` / `make image-gpu` / `make image-torch`: on a fresh machine, install and start a Docker
-# engine, make a local Debian base image, and build that flavour of the one Dockerfile on it.
+# THE OFFLINE TEST SET-UP (`make image-cpu` / `make image-gpu` / `make image-torch`, and `make test`): on a fresh
+# machine without Docker Hub, install and start a Docker engine, make a local Debian base image, and build that
+# flavour of the one Dockerfile on it WITHOUT ImageNet weights (PREFETCH_WEIGHTS=0: no weight source is reachable
+# here; the images say so in their labels and in a job's log). The images you push are built by `make images` (or a
+# plain `docker build`, README step 1), which bakes the weights in.
 #   docker/build.sh cpu|gpu|torch     progress goes to stderr; the last line on stdout is the tag
 #   docker/build.sh hopper            the torch image under its old name too (semseg:hopper-<revision>), for one release
 #
@@ -69,7 +72,7 @@ ensure_base() {
 ensure_tools
 ensure_engine
 ensure_base
-log "building $TAG"
+log "building $TAG: the offline test set-up, PREFETCH_WEIGHTS=0 (no ImageNet weights; \`make images\` builds with them)"
 DOCKER_BUILDKIT=0 docker build --network host \
   --build-arg BASE_IMAGE="$BASE" --build-arg FLAVOUR="$FLAVOUR" --build-arg ENGINE="$ENGINE" \
   --build-arg PREFETCH_WEIGHTS=0 \

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.container.support import docker, make_job, run_job
+from tests.container.support import ROOT, docker, make_job, run_job
 
 pytestmark = pytest.mark.container
 
@@ -47,13 +49,54 @@ def test_bad_hyperparameter_writes_the_failure_file(image: str, tmp_path: Path) 
     assert not (base / "model").exists() or not any((base / "model").iterdir())
 
 
-def test_missing_weights_are_a_client_error(image: str, tmp_path: Path) -> None:
-    """The CPU test image is built without the weight prefetch: the default use_pretrained_model=True says so."""
-    base = make_job(image, tmp_path / "ml", {"use_pretrained_model": "True"})
-    proc = run_job(image, base)
+def test_an_image_without_weights_says_so_and_a_default_job_is_a_client_error(image: str, tmp_path: Path) -> None:
+    """The test images are built without ImageNet weights (PREFETCH_WEIGHTS=0): their labels and a job's log say so,
+    and a job with the default use_pretrained_model=True ends at once with a ClientError that says how to add them."""
+    labels = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]["Labels"]
+    assert labels["com.semseg.weights.prefetched"] == "0"
+    hyperparameters = make_job(image, tmp_path / "ml", {})  # use_pretrained_model: the default
+    config = json.loads((hyperparameters / "input/config/hyperparameters.json").read_text())
+    del config["use_pretrained_model"]
+    (hyperparameters / "input/config/hyperparameters.json").write_text(json.dumps(config))
+    proc = run_job(image, hyperparameters)
     assert proc.returncode == 2
-    failure = (base / "output" / "failure").read_text()
-    assert "resnet50_v1s-25a187fa.params is missing" in failure and "/opt/mxnet/models" in failure
+    assert "This image was built without ImageNet weights" in proc.stdout + proc.stderr
+    failure = (hyperparameters / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: use_pretrained_model=True needs the ImageNet weights of the resnet-50")
+    assert "built without ImageNet weights (PREFETCH_WEIGHTS=0)" in failure
+    assert "semseg-weights import" in failure and "use_pretrained_model=False" in failure
+    assert not (hyperparameters / "model" / "model_algo-1").exists()
+
+
+def test_the_derived_image_recipe_adds_the_weights(image: str, tmp_path: Path) -> None:
+    """docs/images.md's recipe for builders that reach no source: FROM the image, COPY a file, RUN semseg-weights
+    import; then a default job trains from it (a GluonCV file made by the image's own GluonCV: random weights)."""
+    folder = tmp_path / "derived"
+    folder.mkdir()
+    made = docker(
+        "run", "--rm", "--entrypoint", "/opt/venv/bin/python", "-v", f"{folder}:/out", image, "-c",
+        "import semseg.engines.mxnet.gluoncv_import, mxnet as mx; from gluoncv.model_zoo import resnet50_v1s; "
+        "net = resnet50_v1s(); net.initialize(mx.init.Normal(0.05)); net(mx.nd.zeros((1, 3, 32, 32))); "
+        "net.save_parameters('/out/resnet50_v1s.params')",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    (folder / "Dockerfile").write_text(
+        f"FROM {image}\nCOPY resnet50_v1s.params /tmp/\n"
+        "RUN semseg-weights import /tmp/resnet50_v1s.params --backbone resnet-50 && rm /tmp/resnet50_v1s.params\n"
+    )
+    tag = f"{image}-derived-weights"
+    built = subprocess.run(
+        ["docker", "build", "--network", "host", "-t", tag, str(folder)],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    try:
+        base = make_job(tag, tmp_path / "ml", {"use_pretrained_model": "True", "epochs": "1"})
+        proc = run_job(tag, base)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "Loaded ImageNet backbone weights from /opt/mxnet/models/resnet50_v1s-25a187fa.params" in proc.stdout
+    finally:
+        docker("rmi", "-f", tag, check=False)
 
 
 def test_unknown_command_is_a_usage_error(image: str, tmp_path: Path) -> None:
@@ -95,3 +138,21 @@ def test_docker_stop_saves_and_exits_within_the_grace_period(image: str, tmp_pat
     assert "Training stopped by signal 15" in logs
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (base / "model").iterdir()}
     assert not (base / "output" / "failure").exists()
+
+
+def test_a_build_with_no_reachable_weight_source_fails_naming_each(image: str) -> None:
+    """The Dockerfile's weights stage, as a user's build runs it (PREFETCH_WEIGHTS=1), where no source answers (this
+    machine reaches neither GluonCV's store nor the Hub, and no SEMSEG_WEIGHTS_URL is given): the build fails."""
+    base = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]["Labels"]
+    flavour = base["com.semseg.flavour"]
+    built = subprocess.run(
+        ["docker", "build", "--network", "host", "--target", "weights", "--build-arg", f"FLAVOUR={flavour}",
+         "--build-arg", f"BASE_IMAGE={os.environ.get('SEMSEG_BASE_IMAGE', 'semseg-base:bookworm')}",
+         "--build-arg", "PREFETCH_WEIGHTS=1", str(ROOT)],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    output = built.stdout + built.stderr
+    assert built.returncode != 0, output[-3000:]
+    assert "No source gave the ImageNet weights of resnet-50 (resnet50_v1s-25a187fa.params):" in output
+    for source in ("  gluoncv (https://", "  huggingface (https://huggingface.co/timm/resnet50s.gluon_in1k", "  url: "):
+        assert source in output, output[-3000:]

@@ -18,7 +18,7 @@ import gc, signal
 from pathlib import Path
 import numpy as np
 from semseg.contract.signals import StopFlag
-from semseg.engines.mxnet.loader import mxnet_loader
+from semseg.engines.mxnet.loader import Loader
 
 class Data:
     def __len__(self):
@@ -31,7 +31,7 @@ def mask(pid, field):
     return int(line.split()[1], 16)
 
 with StopFlag().installed():
-    loader = mxnet_loader(Data(), [[(i, 0) for i in range(4)], [(i, 0) for i in range(4, 8)]], 2)
+    loader = Loader(2).make(Data(), [[(i, 0) for i in range(4)], [(i, 0) for i in range(4, 8)]], 2)
     batches = len(list(loader))
     workers = [p.pid for p in loader._worker_pool._pool]
     term, intr = 1 << (signal.SIGTERM - 1), 1 << (signal.SIGINT - 1)

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from semseg.contract.config import Config
+from semseg.contract.model_folder import read_model_folder
 from semseg.engines.mxnet import optim
 from semseg.engines.mxnet.network import build_model, set_output_size
 from semseg.engines.torch.convert import from_gluon, to_gluon
+from semseg.engines.torch.gluon import load_model_folder
 from semseg.engines.torch.network import MXNetBatchNorm, SegmentationNet
 from semseg.engines.torch.optim import MXNetOptimizer
 from semseg.fit.schedule import Schedule
@@ -238,3 +240,28 @@ def test_the_heads_learn_ten_times_faster_as_in_gluoncv() -> None:
     assert head_names and all(n.startswith(("head.", "auxlayer.")) for n in head_names)
     assert not any(names[id(p)].startswith(("head.", "auxlayer.")) for p in backbone["params"])  # type: ignore[attr-defined]
     assert len(head_names) + len(backbone["params"]) == len(names)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_torch_job_needs_no_mxnet_but_for_the_symbol_file(tmp_path: Path) -> None:
+    """The whole job (GluonCV files in and out through numpy) where MXNet cannot be imported: every artifact but the
+    MXNet symbol file, which a warning names."""
+    from semseg.example import make_job
+
+    base = make_job(tmp_path / "job", images=4, size=32, hyperparameters={"epochs": 1, "mini_batch_size": 2})
+    code = f"""
+import sys
+sys.modules["mxnet"] = None
+sys.modules["gluoncv"] = None
+from semseg.cli import main
+outcome = main(["train"], {{"SAGEMAKER_BASE_DIR": {str(base)!r}, "SEMSEG_ENGINE": "torch"}})
+assert not any(name.startswith(("mxnet", "gluoncv")) and sys.modules[name] is not None for name in sys.modules)
+sys.exit(outcome.code)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "No symbol file (model-symbol.json): mxnet, which writes it, is not installed" in done.stdout
+    written = {p.name for p in (base / "model").iterdir()}
+    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= written and "model-symbol.json" not in written
+    net = SegmentationNet("fcn", "resnet-50", 3)
+    load_model_folder(net, read_model_folder(base / "model", "the job's model"))  # GluonCV's names, all of them

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from semseg.contract.config import SPECS, Config
-from semseg.contract.options import SERVING_SETTINGS, SETTINGS, TRAINING_SETTINGS, Setting
+from semseg.contract.options import SERVING_SETTINGS, SETTINGS, TRAINING_SETTINGS, WEIGHTS_SETTINGS, Setting
 from semseg.engines import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,12 +68,14 @@ SETTINGS_PAGE = (ROOT / "docs" / "settings.md").read_text()
 DOCUMENTED = {
     "training": table(section(SETTINGS_PAGE, "## Training"), "variable"),
     "serving": table(section(SETTINGS_PAGE, "## Serving"), "variable"),
+    "weights": table(section(SETTINGS_PAGE, "## Building an image: the weights"), "variable"),
 }
+GROUPS = {"training": TRAINING_SETTINGS, "serving": SERVING_SETTINGS, "weights": WEIGHTS_SETTINGS}
 
 
 def test_the_settings_page_lists_every_setting_where_it_belongs() -> None:
-    assert set(DOCUMENTED["training"]) == set(TRAINING_SETTINGS)
-    assert set(DOCUMENTED["serving"]) == set(SERVING_SETTINGS)
+    for group, settings in GROUPS.items():
+        assert set(DOCUMENTED[group]) == set(settings), group
 
 
 def valid(setting: Setting) -> str:
@@ -85,7 +87,7 @@ def valid(setting: Setting) -> str:
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_each_setting_has_its_default_and_valid_values_on_the_settings_page(name: str) -> None:
-    where = "training" if name in TRAINING_SETTINGS else "serving"
+    where = next(group for group, settings in GROUPS.items() if name in settings)
     default, valid_values = DOCUMENTED[where][name][:2]
     assert default == SETTINGS[name].documented_default()
     assert valid_values == valid(SETTINGS[name])

@@ -30,7 +30,8 @@ FLOORS = (
     ("semseg.fit",),
     ("semseg.engines", "semseg.engines.mxnet", "semseg.engines.torch"),
     ("semseg.export",),
-    ("semseg.serving", "semseg.training", "semseg.cli", "semseg.watch", "semseg.example", "semseg.__main__"),
+    ("semseg.serving", "semseg.training", "semseg.cli", "semseg.watch", "semseg.example", "semseg.__main__",
+     "semseg.store"),
 )  # fmt: skip
 MAX_FUNCTION_LINES = 60
 

@@ -138,9 +138,17 @@ _SERVING = (
     Setting("SEMSEG_SERVE_MODEL", "auto", str, choices=("auto", "int8", "fp32", "engine")),
     Setting("SEMSEG_SERVE_RUNTIME", "openvino", str, choices=("openvino", "onnxruntime")),
 )
+_WEIGHTS = (  # semseg-weights (semseg.store), at image build time
+    Setting("SEMSEG_WEIGHTS_URL", "", str, valid_text="a URL (https:// or s3://) of the store's files", shown="unset"),
+    Setting("SEMSEG_WEIGHTS_SHA256", "", str, valid_text="`resnet-50=<hex>,resnet-101=<hex>`", shown="unset"),
+    Setting("MXNET_GLUON_REPO", "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/", str,
+            valid_text="a URL", shown="GluonCV's"),
+    Setting("HF_ENDPOINT", "https://huggingface.co", str, valid_text="a URL"),
+)  # fmt: skip
 TRAINING_SETTINGS = {s.name: s for s in _TRAINING}
+WEIGHTS_SETTINGS = {s.name: s for s in _WEIGHTS}
 SERVING_SETTINGS = {s.name: s for s in _SERVING}
-SETTINGS = {**TRAINING_SETTINGS, **SERVING_SETTINGS}
+SETTINGS = {**TRAINING_SETTINGS, **SERVING_SETTINGS, **WEIGHTS_SETTINGS}
 
 
 def default(name: str) -> Any:

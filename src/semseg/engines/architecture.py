@@ -13,3 +13,39 @@ ASPP_RATES = (12, 24, 36)  # DeepLabV3's atrous rates, at output stride 8
 LOW_LEVEL_CHANNELS = 48  # DeepLabV3+'s projection of the stride-4 features
 DECODER_CHANNELS = 256  # DeepLabV3+'s decoder width
 HEAD_LR_MULT = 10.0  # GluonCV's lr_mult on every parameter of `head` and `auxlayer`
+BOTTLENECK_PLANES = (64, 128, 256, 512)  # each stage's inner width; its blocks put out 4x as many channels
+EXPANSION = 4
+
+
+def backbone_shapes(backbone: str) -> dict[str, tuple[int, ...]]:
+    """GluonCV's parameter names and shapes of the ResNetV1s `backbone` (resnet-50, resnet-101) in a segmentation
+    network or an ImageNet classifier: the deep stem, `bn1` and the four stages (not the classifier `fc`)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name: str, out: int, into: int, kernel: int) -> None:
+        shapes[f"{name}.weight"] = (out, into, kernel, kernel)
+
+    def norm(name: str, channels: int) -> None:
+        shapes.update({f"{name}.{part}": (channels,) for part in ("gamma", "beta", "running_mean", "running_var")})
+
+    conv("conv1.0", STEM_WIDTH, 3, 3)
+    norm("conv1.1", STEM_WIDTH)
+    conv("conv1.3", STEM_WIDTH, STEM_WIDTH, 3)
+    norm("conv1.4", STEM_WIDTH)
+    conv("conv1.6", 2 * STEM_WIDTH, STEM_WIDTH, 3)
+    norm("bn1", 2 * STEM_WIDTH)
+    into = 2 * STEM_WIDTH
+    for stage, (blocks, planes) in enumerate(zip(BACKBONE_BLOCKS[backbone], BOTTLENECK_PLANES, strict=True), 1):
+        for block in range(blocks):
+            name = f"layer{stage}.{block}"
+            conv(f"{name}.conv1", planes, into, 1)
+            norm(f"{name}.bn1", planes)
+            conv(f"{name}.conv2", planes, planes, 3)
+            norm(f"{name}.bn2", planes)
+            conv(f"{name}.conv3", planes * EXPANSION, planes, 1)
+            norm(f"{name}.bn3", planes * EXPANSION)
+            if block == 0:
+                conv(f"{name}.downsample.0", planes * EXPANSION, into, 1)
+                norm(f"{name}.downsample.1", planes * EXPANSION)
+            into = planes * EXPANSION
+    return shapes

@@ -49,5 +49,5 @@ def write_symbol(config: Config, params: Path, model_dir: Path) -> Path:
         for path, suffix in zip(temporary, ("-0000.params", "-symbol.json"), strict=True):
             os.replace(path, f"{prefix}{suffix}")
     fsync(model_dir)
-    log.info("Wrote the symbol file %s-symbol.json and %s-0000.params", prefix, prefix)
+    log.info("Exported %s-symbol.json and %s-0000.params", prefix, prefix)  # the log line users know
     return Path(f"{prefix}-symbol.json")

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +46,21 @@ def load_backbone(net: nn.Module, path: Path) -> None:
     except ValueError as exc:
         raise ClientError(f"Pretrained weight file {path} does not fit the backbone: {exc}") from None
     log.info("Loaded ImageNet backbone weights from %s (%d tensors)", path, len(wanted))
+
+
+def read_state_file(path: Path) -> dict[str, np.ndarray]:
+    """A .pth file's state_dict (or a training checkpoint's `state_dict`/`model`) as float32 numpy arrays;
+    ValueError that says what is wrong with the file."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise ValueError(f"is a damaged PyTorch .pth file: {type(exc).__name__}: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError("holds no name -> tensor map (a state_dict)")
+    return {str(name): tensor.detach().float().numpy() for name, tensor in loaded.items()}
 
 
 def load_model_folder(net: nn.Module, model: ModelFolder) -> None:
