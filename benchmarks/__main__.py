@@ -3,7 +3,8 @@ benchmarks/out/. NAME: input_pipeline, pipe_mode, pipe_processes (Pipe mode fed 
 validation, several_hosts, overhead, train_step, serving, memory, imbalanced (class weights and test-time
 augmentation), thin_classes (DeepLabV3+ against DeepLabV3 and FCN), outputs (TensorBoard and pictures),
 gpu_torch (the PyTorch engine on a GPU; `gpu` is its old name), gpu_mxnet, gpu_pipe (Pipe mode on the torch
-engine; all three skipped without a GPU).
+engine; all three skipped without a GPU), prepare_coco (semseg-prepare coco on every core against a plain
+pycocotools loop).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
 (semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
@@ -36,6 +37,7 @@ NAMES = (
     "gpu_torch",
     "gpu_mxnet",
     "gpu_pipe",
+    "prepare_coco",
 )
 
 ALIASES = {"gpu": "gpu_torch"}  # the name before the MXNet GPU benchmark had one of its own

@@ -1,5 +1,6 @@
-"""The `train` console script (also `python -m semseg`): `train` (or no argument) runs the training job, `serve`
-runs the inference server (semseg.serving.server, which exits the process itself when stopped).
+"""The `train` console script (also `python -m semseg`, and the images' entry point): `train` (or no argument) runs
+the training job, `serve` runs the inference server (semseg.serving.server, which exits the process itself when
+stopped), `prepare ...` turns a data set into the channels (semseg.prepare, the same as `semseg-prepare ...`).
 
 `main(argv, environ)` runs either and returns its `Outcome`; `run()`, the console script, is the one place that
 ends the process. Exit codes: 0 completed; 1 AlgorithmError (our fault); 2 ClientError (bad input; also a usage
@@ -40,7 +41,8 @@ COMMANDS: tuple[list[str], ...] = ([], ["train"], ["serve"])
 USAGE = (
     "usage: train [train | serve]\n"
     "  train (the default): runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml).\n"
-    "  serve: answers inference requests on port 8080 with the model in $SAGEMAKER_BASE_DIR/model."
+    "  serve: answers inference requests on port 8080 with the model in $SAGEMAKER_BASE_DIR/model.\n"
+    "  prepare LAYOUT ...: your data set into the four channels (semseg-prepare; `train prepare --help`)."
 )
 
 
@@ -69,6 +71,10 @@ def run() -> NoReturn:
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> Outcome:
     """Run the command of `argv` (the arguments after the program's name) with the settings of `environ`."""
+    if list(argv[:1]) == ["prepare"]:
+        from semseg.prepare.cli import main as prepare
+
+        return Outcome(prepare(argv[1:]))
     if list(argv) not in COMMANDS:
         print(f"unknown arguments {list(argv)}\n{USAGE}", file=sys.stderr)
         return Outcome(EXIT_CLIENT_ERROR)

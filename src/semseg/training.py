@@ -22,7 +22,7 @@ from semseg.contract.previous_outputs import set_aside_earlier_outputs
 from semseg.contract.signals import StopFlag
 from semseg.data.pipeline import Listed
 from semseg.engines import engine, write_symbol
-from semseg.engines.weights import MANIFEST, backbone_weights_file, built_without_weights
+from semseg.engines.weights import MANIFEST, built_without_weights
 from semseg.export.write import write_exports
 from semseg.fit.assembly import Trained
 from semseg.fit.disk import check_space, model_folder_error
@@ -41,7 +41,7 @@ def train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> Traine
     config = Config.from_hyperparameters(job.hyperparameters)
     log.info("Final configuration: %s", json.dumps(config.to_hyperparameters(), sort_keys=True))
     options = RunOptions.from_environ(environ)
-    check_backbone_weights(job, config, options)
+    say_if_built_without_weights(options)
     if job.cluster.leader:  # the host that writes the model and the checkpoints
         check_space(config, paths.model_dir, job.checkpoint_dir)
     try:
@@ -55,16 +55,14 @@ def train(paths: JobPaths, environ: Mapping[str, str], stop: StopFlag) -> Traine
     return trained
 
 
-def check_backbone_weights(job: Job, config: Config, options: RunOptions) -> None:
-    """Say so at the start when the image was built without ImageNet weights; a job that needs them (a fresh network
-    with use_pretrained_model=True) ends now, with the ClientError that says how to add them."""
+def say_if_built_without_weights(options: RunOptions) -> None:
+    """The start of the log says when the image was built without ImageNet weights (a job that needs them ends with
+    the ClientError of semseg.engines.weights.backbone_weights_file, which says how to add them)."""
     if built_without_weights(options.weights_root):
         log.warning(
             "This image was built without ImageNet weights (PREFETCH_WEIGHTS=0; %s lists none): "
             "use_pretrained_model=True needs them", options.weights_root / MANIFEST,
         )  # fmt: skip
-    if config.use_pretrained_model and job.channel("model") is None:
-        backbone_weights_file(config.backbone, options.weights_root)
 
 
 def made_of_the_best(job: Job, config: Config, options: RunOptions, stop: StopFlag, listed: Listed | None) -> None:

@@ -156,3 +156,23 @@ def test_a_build_with_no_reachable_weight_source_fails_naming_each(image: str) -
     assert "No source gave the ImageNet weights of resnet-50 (resnet50_v1s-25a187fa.params):" in output
     for source in ("  gluoncv (https://", "  huggingface (https://huggingface.co/timm/resnet50s.gluon_in1k", "  url: "):
         assert source in output, output[-3000:]
+
+
+def test_prepare_is_a_command_of_the_image(image: str, tmp_path: Path) -> None:
+    """`docker run --rm -v "$PWD:/data" IMAGE prepare ...`: plain folders into the four channels."""
+    from PIL import Image
+
+    for k in range(4):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.new("RGB", (20, 16), (k * 40, 0, 0)).save(tmp_path / "images" / f"p{k}.jpg")
+        Image.new("L", (20, 16), k % 2).save(tmp_path / "masks" / f"p{k}.png")
+    done = docker(
+        "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/data", image, "prepare", "folders", "--images",
+        "/data/images", "--masks", "/data/masks", "--num-classes", "2", "--out", "/data/out", check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "num_classes=2 num_training_samples=3" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "train", "train_annotation", "validation", "validation_annotation"
+    ]  # fmt: skip

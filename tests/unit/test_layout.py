@@ -24,7 +24,7 @@ TRAINING = ("semseg.fit.loop", "semseg.fit.life", "semseg.engines.mxnet.loop", "
 # The floors, from the ground up: each module is on the floor of the longest prefix listed here.
 FLOORS = (
     ("semseg", "semseg.contract", "semseg.logs", "semseg.threads", "semseg.measures"),
-    ("semseg.data", "semseg.distributed"),
+    ("semseg.data", "semseg.distributed", "semseg.prepare"),
     ("semseg.outputs", "semseg.engines.record", "semseg.engines.gpus", "semseg.engines.weights",
      "semseg.engines.normalization", "semseg.engines.gluon_files", "semseg.engines.architecture"),
     ("semseg.fit",),

@@ -1,0 +1,44 @@
+"""Bad input, named and grouped: each problem is a kind (the same words for every layout), the file (or colour,
+or split) it is about, and what was found; the command prints one line per kind with its count and the first files,
+and exits without leaving a channel folder."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SHOWN = 5  # files a line names
+
+NO_MASK = "images without a mask"
+NO_IMAGE = "masks without an image"
+SIZES = "images and masks of different sizes"
+COLOUR = "colours that are no class and not ignored"
+VALUE = "mask values past the classes"
+UNREADABLE = "unreadable or truncated files"
+NOT_THERE = "COCO images that are not there"
+EMPTY = "empty splits"
+NAMES = "files of the same name in one split"
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    subject: str  # the file, colour or split
+    detail: str = ""
+
+    def text(self) -> str:
+        return f"{self.subject} ({self.detail})" if self.detail else self.subject
+
+
+def report(problems: Iterable[Problem]) -> str:
+    """One line per kind: how many, and the first of them."""
+    grouped: dict[str, list[Problem]] = defaultdict(list)
+    for problem in problems:
+        grouped[problem.kind].append(problem)
+    lines = []
+    for kind, found in grouped.items():
+        found = sorted(found, key=lambda p: p.subject)
+        more = f", and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
+        lines.append(f"{len(found)} {kind}: {'; '.join(p.text() for p in found[:SHOWN])}{more}")
+    return "\n".join(lines)
