@@ -1,9 +1,8 @@
-"""A job's outputs are its own. When /opt/ml is reused (`docker run -v /data/ml:/opt/ml` twice; SageMaker always
-starts empty), what an earlier job left in the model folder (its weights, export and hyperparams.json), in
-output/data (evaluation.json) and its failure file are moved aside, with a warning, before this job writes
-anything: into previous-<UTC time>/ in the same folder, so nothing is deleted and no earlier file can pass as this
-job's. Earlier previous-* folders stay.
-A resumed job takes its best weights from the checkpoint folder, not from here.
+"""A job's outputs are its own. When /opt/ml is reused (`docker run -v /data/ml:/opt/ml` twice; SageMaker always starts
+empty), what an earlier job left in the model folder (its weights, symbol file, exports and hyperparams.json), in
+output/data (evaluation.json) and its failure file are moved aside, with a warning, before this job writes anything:
+into previous-<UTC time>/ in the same folder, so nothing is deleted and no earlier file can pass as this job's.
+Earlier previous-* folders stay. A resumed job takes its best weights from the checkpoint folder, not from here.
 """
 
 from __future__ import annotations

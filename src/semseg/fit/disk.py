@@ -41,7 +41,7 @@ WEIGHT_BYTES: dict[tuple[str, str], int] = {
 }
 BYTES_PER_CLASS = 3_080
 OPTIMIZER_STATES = {"sgd": 1, "nag": 1, "adam": 2, "rmsprop": 1, "adagrad": 1}  # per weight (sgd: with momentum)
-MODEL_FILES = 3  # model_best.params, model_algo-1 and the export at the end (or two of them and a write's copy)
+MODEL_FILES = 3  # model_best.params, model_algo-1 and the symbol file at the end (or two of them and a write's copy)
 ADVICE = (
     "Give the job a larger volume (VolumeSizeInGB in the training job's ResourceConfig; volume_size in SDK v2's "
     "Estimator, volume_size_in_gb in SDK v3's Compute), or use Pipe or FastFile input mode so that the training "

@@ -89,12 +89,12 @@ def prepare(args: argparse.Namespace) -> str:
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
+        for channel in ("train", "train_annotation", "validation", "validation_annotation"):
+            (work / channel).mkdir(parents=True)
         counts, found = _convert(samples, Job(plan.rule, work, args.jpeg_quality, drawing), args.workers)
         problems += found
         if problems:
             raise ClientError(f"{len(problems)} problem(s), nothing written:\n" + report(problems))
-        for channel in ("train", "train_annotation", "validation", "validation_annotation"):
-            (work / channel).mkdir(parents=True, exist_ok=True)
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)

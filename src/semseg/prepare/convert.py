@@ -1,10 +1,12 @@
-"""One sample into the channels, in a worker process: the image copied byte for byte where it is a JPEG already,
-else encoded once at the stated quality; the label turned into class indices by its layout's rule and written as an
+"""One sample into the channels, in a worker process: the image copied byte for byte where it is a whole JPEG
+already (its header read, its end-of-image marker checked: no pixel decoded), else decoded and encoded once at the
+stated quality; the label turned into class indices by its layout's rule and written as an
 8-bit single-channel PNG; the class pixel counts for the summary, and the problems found. A worker holds one
 image at a time; the pool of every core streams the samples through (semseg.prepare.cli)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +20,6 @@ from tqdm import tqdm
 from semseg.prepare.coco import Drawing
 from semseg.prepare.layouts import INVALID, Rule, Sample
 from semseg.prepare.problems import COLOUR, SIZES, UNREADABLE, VALUE, Problem
-
-JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Done:
     colours: dict[int, int] = field(default_factory=dict)  # unknown colour -> pixels (colour masks)
 
 
+END_OF_IMAGE = b"\xff\xd9"
 _JOB: Job | None = None  # the worker processes' job, set before they fork
 
 
@@ -73,9 +74,11 @@ def convert(sample: Sample, job: Job) -> Done:
     done = Done(sample.split, np.zeros(256, np.int64))
     try:
         with Image.open(sample.image) as opened:
-            opened.load()
             size = opened.size
-            picture = opened.convert("RGB") if not _is_jpeg(sample.image) else None
+            picture = None  # a whole JPEG is copied as it is: its header is read, its pixels need no decoding
+            if opened.format != "JPEG" or not _ends_whole(sample.image):
+                opened.load()  # a truncated file fails here
+                picture = opened.convert("RGB") if opened.format != "JPEG" else None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         done.problems.append(Problem(UNREADABLE, str(sample.image), f"{type(exc).__name__}: {exc}"))
         return done
@@ -92,14 +95,16 @@ def convert(sample: Sample, job: Job) -> Done:
         return done
     image_path = job.out / sample.split / f"{sample.name}.jpg"
     mask_path = job.out / f"{sample.split}_annotation" / f"{sample.name}.png"
-    image_path.parent.mkdir(parents=True, exist_ok=True)
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    if "/" in sample.name:  # the channel folders exist; a sample in a subfolder needs its own
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
     if picture is None:
         shutil.copyfile(sample.image, image_path)
     else:
         picture.save(image_path, "JPEG", quality=job.quality)
-    Image.fromarray(mask, "L").save(mask_path, "PNG")
-    done.counts = np.bincount(mask.reshape(-1), minlength=256).astype(np.int64)
+    written = Image.fromarray(mask, "L")
+    written.save(mask_path, "PNG")
+    done.counts = np.asarray(written.histogram(), np.int64)  # PIL's histogram: the pixels of each value, in C
     return done
 
 
@@ -141,10 +146,13 @@ def _from_colours(rgb: np.ndarray, rule: Rule, sample: Sample, done: Done) -> np
     return lookup[inverse].reshape(packed.shape)
 
 
+def _ends_whole(path: Path) -> bool:
+    """Whether a JPEG ends with its end-of-image marker, as every whole one does (one that does not, truncated or
+    with data after its image, is decoded to tell)."""
+    with path.open("rb") as opened:
+        opened.seek(-2, os.SEEK_END)
+        return opened.read(2) == END_OF_IMAGE
+
+
 def _rgb(packed: int) -> str:
     return f"({packed >> 16},{(packed >> 8) & 255},{packed & 255})"
-
-
-def _is_jpeg(path: Path) -> bool:
-    with path.open("rb") as opened:
-        return opened.read(3) == JPEG_MAGIC
