@@ -80,8 +80,12 @@ def main(argv: Sequence[str]) -> int:
 def prepare(args: argparse.Namespace) -> str:
     """The channels in args.out, and the summary to print; ClientError naming every problem (nothing written)."""
     out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ClientError(f"--out {out} is a file: give a folder")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ClientError(f"--out {out} is not empty: give --force to replace it, or another folder")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise ClientError(f"--jpeg-quality {args.jpeg_quality}: give 1 to 100 (95, the default, keeps the detail)")
     drawing = Drawing(args.annotations, args.background) if args.layout == "coco" else None
     plan = _plan(args, drawing)
     samples = _split(plan.samples, args.validation_fraction, args.seed)

@@ -6,6 +6,8 @@ everything."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,8 @@ class Drawing:
 
     def __init__(self, annotations: Path, background: str | None) -> None:
         try:
-            self.coco = COCO(str(annotations))
+            with contextlib.redirect_stdout(io.StringIO()):  # its own progress lines, not the command's output
+                self.coco = COCO(str(annotations))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ClientError(f"--annotations {annotations} is no COCO JSON: {type(exc).__name__}: {exc}") from None
         categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
