@@ -27,6 +27,7 @@ import pickle
 import signal
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 # train_process(job, config, options, stop, device, part)
 Target = Callable[[Job, Config, RunOptions, StopSignal, torch.device, Part], Trained]
 POLL_SECONDS = 0.2
+MONITOR_INTERVAL_S = 1  # how often torch's agent looks at its workers
+FAILED_WORKER_DELAY_S = 2.5 * MONITOR_INTERVAL_S
 RENDEZVOUS_TIMEOUT_S = 900  # the other hosts may start minutes later (SageMaker's containers wait 15 minutes)
 RUN_ID = "semseg"  # the same on every host: the prefix of the rendezvous' keys in the master's store
 KILLED = (
@@ -110,7 +113,8 @@ def launch(
 
 def _launch_config(devices: Devices, meet: Rendezvous | None) -> LaunchConfig:
     common: dict[str, Any] = {
-        "nproc_per_node": devices.processes, "max_restarts": 0, "monitor_interval": 1, "start_method": "spawn"
+        "nproc_per_node": devices.processes, "max_restarts": 0, "monitor_interval": MONITOR_INTERVAL_S,
+        "start_method": "spawn",
     }  # fmt: skip
     if meet is None:
         return LaunchConfig(
@@ -267,6 +271,9 @@ def _worker(job: Job, config: Config, options: RunOptions, devices: Devices, tar
         if outcome.kind in ("", "Stopped"):
             _mark(outcomes, "done", place.local_rank)  # the hosts may part now
     if outcome.kind not in ("", "Stopped"):
+        # A peer killed before this process (a connection reset is then this one's failure) is the cause: the agent
+        # reports the first process it finds ended, so this one ends a moment later than the agent's next look.
+        time.sleep(FAILED_WORKER_DELAY_S)
         raise SystemExit(1)  # without tearing down the process group: the others may be waiting in it
     dist.destroy_process_group()
 
