@@ -74,8 +74,8 @@ def test_docker_run_serve_answers_http_and_stops_cleanly(image: str, trained: Pa
         assert request(port, "/ping")[0] == 200  # still serving
 
         started = time.monotonic()
-        docker("stop", "--time", "60", name)
-        assert time.monotonic() - started < 30
+        docker("stop", "--time", "120", name)
+        assert time.monotonic() - started < 60, "ended on SIGTERM, not killed after 120 s"
         state = json.loads(docker("inspect", name).stdout)[0]["State"]
         logs = docker("logs", name).stderr
     finally:

@@ -68,7 +68,7 @@ def test_a_host_that_dies_or_is_stopped(image: str, tmp_path: Path, network: str
         code = exit_code(hosts[0], timeout=PEER_TIMEOUT + 110)
         log = docker("logs", hosts[0]).stdout
         if how == "kill":
-            assert time.monotonic() - ended < PEER_TIMEOUT + 20
+            assert time.monotonic() - ended < PEER_TIMEOUT + 45
             assert code == 1, log[-3000:]
             failure = (bases[0] / "output" / "failure").read_text()
             assert failure.startswith(f"AlgorithmError: Host {hosts[1]} has not answered for "), failure

@@ -212,7 +212,8 @@ def test_sigterm_while_waiting_on_a_fifo_exits_with_artifacts_and_resumes(tmp_pa
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=GRACE_SECONDS)
-    assert time.monotonic() - sent < 15, "seconds, not the pipe timeout"
+    # the pipe timeout is 600 s (the default); a slow machine takes 20 s to save the artifacts
+    assert time.monotonic() - sent < 90, "seconds, not the pipe timeout"
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= {p.name for p in (base / "model").iterdir()}
     assert not (base / "output" / "failure").exists()
@@ -242,8 +243,8 @@ def test_incremental_training_with_pipe_input(tmp_path: Path, train_job) -> None
 def test_auto_class_weights_in_pipe_mode_say_to_give_the_list(tmp_path: Path, train_job, engine: str) -> None:
     base, _ = job(tmp_path, f"weights-{engine}", ("train",), class_weights="auto")
     started = time.monotonic()
-    run = train_job(base=base, env={"SEMSEG_ENGINE": engine, "SEMSEG_PIPE_TIMEOUT": "60"})
-    assert run.code == 2 and time.monotonic() - started < 30, "before any wait on the FIFO"
+    run = train_job(base=base, env={"SEMSEG_ENGINE": engine, "SEMSEG_PIPE_TIMEOUT": "300"})
+    assert run.code == 2 and time.monotonic() - started < 150, "before any wait on the FIFO"
     assert "class_weights=auto counts the pixels of the training masks" in run.failure
     assert "Give class_weights as a list of num_classes numbers" in run.failure
 

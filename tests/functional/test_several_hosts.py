@@ -146,7 +146,7 @@ def test_a_dead_host_fails_the_other_within_the_peer_timeout(tmp_path: Path, eng
     procs[1].kill()  # SIGKILL: no goodbye, as a host that fails
     killed = time.monotonic()
     out, _ = procs[0].communicate(timeout=120)
-    assert time.monotonic() - killed < 5 + 15, "the peer timeout plus a few probes"
+    assert time.monotonic() - killed < 5 + 45, "the peer timeout plus a few probes, not 28 more epochs"
     assert procs[0].returncode == 1, out[-3000:]
     failure = (bases[0] / "output" / "failure").read_text()
     assert failure.startswith("AlgorithmError: Host 127.0.0.2 has not answered for "), failure
