@@ -54,19 +54,22 @@ RUN if [ "$FLAVOUR" = gpu ]; then \
       ls -d /opt/venv/lib/python3*/site-packages/nvidia/*/lib > /etc/ld.so.conf.d/semseg-cuda-wheels.conf \
       && ldconfig; \
     fi
-# The ImageNet backbones for use_pretrained_model=True, in a stage of their own: `semseg-weights fetch` (the
+# The pretrained backbones for use_pretrained_model=True, in a stage of their own: `semseg-weights fetch` (the
 # package's own command) writes them to the store, $MXNET_HOME/models, from the first source that gives the right
-# file: GluonCV's model store, timm's copies on the Hugging Face Hub, then SEMSEG_WEIGHTS_URL; the build fails,
+# file: GluonCV's model store, the Hugging Face Hub (timm's copies of the ResNets, the authors' DINOv2), DINOv2's
+# authors' files, then SEMSEG_WEIGHTS_URL. Every image has the ResNets; the torch image (ENGINE=torch) has
+# DINOv2's ViT-S/14 and ViT-B/14 too (about 90 and 350 MB), as only its engine trains them. The build fails,
 # naming each source and why, where none does. PREFETCH_WEIGHTS=0 builds an image without them (its jobs say so).
 # The store's manifest (semseg-weights.json) records where each file came from.
 FROM venv AS weights
 ARG PREFETCH_WEIGHTS=1
-ARG WEIGHTS_SOURCES=gluoncv,huggingface,url
+ARG WEIGHTS_SOURCES=gluoncv,huggingface,authors,url
+ARG ENGINE=mxnet
 ARG SEMSEG_WEIGHTS_URL=
 ARG SEMSEG_WEIGHTS_SHA256=
 COPY --from=wheel /wheels /tmp/wheels
 RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl \
- && if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/semseg-weights fetch --sources "$WEIGHTS_SOURCES"; \
+ && if [ "$PREFETCH_WEIGHTS" = "1" ]; then /opt/venv/bin/semseg-weights fetch --engine "$ENGINE" --sources "$WEIGHTS_SOURCES"; \
     else /opt/venv/bin/semseg-weights none; fi
 
 FROM venv AS runtime
@@ -89,7 +92,7 @@ ARG REVISION=unknown
 ARG SOURCE=unknown
 ARG FLAVOUR=gpu
 ARG PREFETCH_WEIGHTS=1
-ARG WEIGHTS_SOURCES=gluoncv,huggingface,url
+ARG WEIGHTS_SOURCES=gluoncv,huggingface,authors,url
 LABEL org.opencontainers.image.title="semseg" \
       org.opencontainers.image.description="SageMaker-compatible semantic segmentation training (MXNet 1.9.1, GluonCV 0.10.5)" \
       org.opencontainers.image.version="${VERSION}" \

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import http.server
 import io
 import os
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -214,3 +216,31 @@ class JobOutputs:
     @property
     def model_files(self) -> set[str]:
         return {p.name for p in (self.base / "model").iterdir()}
+
+
+class Server:
+    """A local HTTP server: path -> (status, body, seconds to wait before answering)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, bytes, float]] = {}
+        routes = self.routes
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, body, delay = routes.get(self.path, (404, b"not here", 0.0))
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"etag-{len(body)}"')
+                if "resolve" in self.path:
+                    self.send_header("X-Repo-Commit", "0123abcd")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()

@@ -135,3 +135,22 @@ def test_buildspecs_smoke_test_passes_on_the_torch_image(torch_image: str) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"smoke test passed: {torch_image}" in done.stdout
+
+
+def test_a_dinov2_job_trains_in_the_torch_image_and_the_mxnet_image_names_it(
+    image: str, torch_image: str, tmp_path: Path
+) -> None:
+    """backbone=dinov2-small with the linear head (frozen by default, so use_pretrained_model=True needs weights;
+    these images are built without them: from scratch) trains in the torch image and exports model.onnx; the MXNet
+    image refuses the same job with a ClientError that names the torch image."""
+    hp = {"epochs": "1", "backbone": "dinov2-small", "algorithm": "linear", "use_pretrained_model": "False"}
+    base = make_job(torch_image, tmp_path / "torch", hp)
+    done = run_job(torch_image, base)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = {p.name for p in (base / "model").iterdir()}
+    assert {"model_algo-1", "model_best.params", "hyperparams.json", "model.onnx"} <= files
+    assert "model-symbol.json" not in files
+    refused = make_job(image, tmp_path / "mxnet", hp)
+    assert run_job(image, refused).returncode == 2
+    failure = (refused / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: backbone=dinov2-small (DINOv2) trains on the PyTorch engine only")

@@ -6,11 +6,8 @@ engines train from an imported file."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ from semseg.store.arrays import WeightsError
 from semseg.store.cli import main as weights_main
 from semseg.store.shelf import FetchError, fetch, import_file
 from semseg.store.sources import BuilderURL, GluonCVStore, HuggingFaceHub, file_hash
+from tests.helpers import Server
 from tests.tiny_mxnet import fake_imagenet_weights
 
 RESNET50 = Backbone("resnet-50")
@@ -63,34 +61,6 @@ def files(gluoncv: Path, reference: dict[str, np.ndarray], tmp_path_factory: pyt
     pth = folder / "gluon_resnet50_v1s.pth"
     torch.save({name: torch.from_numpy(array) for name, array in timm_state(reference).items()}, pth)
     return {"params": gluoncv, "safetensors": safetensors, "pth": pth}
-
-
-class Server:
-    """A local HTTP server: path -> (status, body, seconds to wait before answering)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, bytes, float]] = {}
-        routes = self.routes
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body, delay = routes.get(self.path, (404, b"not here", 0.0))
-                time.sleep(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", f'"etag-{len(body)}"')
-                if "resolve" in self.path:
-                    self.send_header("X-Repo-Commit", "0123abcd")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

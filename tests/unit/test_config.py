@@ -259,3 +259,24 @@ def test_deeplabv3plus_is_accepted_and_an_unknown_algorithm_names_it() -> None:
     assert config.algorithm == "deeplabv3plus" and config.to_hyperparameters()["algorithm"] == "deeplabv3plus"
     with pytest.raises(ClientError, match="deeplabv3plus"):
         Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "4", "algorithm": "deeplabv3+"})
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"backbone": "dinov2-small", "algorithm": "deeplabv3plus"}, "algorithm=deeplabv3plus needs the stride-4"),
+        ({"algorithm": "linear"}, "algorithm=linear is DINOv2's linear head and takes backbone dinov2-small or"),
+        ({"backbone_lr_multiplier": "0"}, "backbone_lr_multiplier=0 freezes the backbone, which only the DINOv2"),
+    ],
+)
+def test_a_head_or_a_freeze_the_backbone_cannot_take_is_named(given: dict[str, str], message: str) -> None:
+    with pytest.raises(ClientError, match=message):
+        Config.from_hyperparameters({"num_classes": "3", "num_training_samples": "8", **given})
+
+
+def test_the_backbone_learning_rate_multiplier_defaults_to_frozen_for_dinov2_only() -> None:
+    base = {"num_classes": "3", "num_training_samples": "8"}
+    assert Config.from_hyperparameters({**base, "backbone": "dinov2-base", "algorithm": "linear"}).backbone_lr_mult == 0
+    assert Config.from_hyperparameters(base).backbone_lr_mult == 1
+    given = {**base, "backbone": "dinov2-small", "backbone_lr_multiplier": "0.1"}
+    assert Config.from_hyperparameters(given).backbone_lr_mult == 0.1

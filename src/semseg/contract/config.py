@@ -19,8 +19,13 @@ from semseg.contract.errors import ClientError
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("resnet-50", "resnet-101")
-ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus")  # deeplabv3plus: this image's extension
+RESNETS = ("resnet-50", "resnet-101")
+VITS = ("dinov2-small", "dinov2-base")  # this image's extension: DINOv2's ViT-S/14 and ViT-B/14, torch engine only
+BACKBONES = RESNETS + VITS
+ALGORITHMS = ("fcn", "psp", "deeplab", "deeplabv3plus", "linear")  # deeplabv3plus, linear: this image's extensions
+ENGINE_BACKBONES = {"mxnet": RESNETS, "torch": BACKBONES}  # what each engine (SEMSEG_ENGINE) trains
+RESNET_ONLY = ("deeplabv3plus",)  # needs stride-4 features, which a ViT does not have
+VIT_ONLY = ("linear",)  # DINOv2's linear head: BatchNorm and a 1x1 convolution on the patch tokens
 OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
 MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 LR_SCHEDULERS = ("step", "poly", "cosine")
@@ -87,6 +92,8 @@ SPECS: dict[str, Spec] = {
     "precision_dtype": Spec(p.choice(PRECISIONS)),
     # This image's extension: the loss's weight per class (README, "Imbalanced data").
     "class_weights": Spec(p.parse_class_weights, text="`auto`, or one number >= 0 per class"),
+    # This image's extension: the backbone's learning rate as a multiple of learning_rate; 0 freezes it.
+    "backbone_lr_multiplier": Spec(p.parse_float, p.in_range(0, 1)),
 }
 
 
@@ -120,6 +127,7 @@ class Config:
     weight_decay: float = 0.0001
     precision_dtype: str = "float32"
     class_weights: str | tuple[float, ...] | None = None  # None: unweighted; "auto": from the training masks
+    backbone_lr_multiplier: float | None = None  # None: 0 (frozen) for DINOv2, 1 for ResNets (GluonCV's)
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, Any]) -> Config:
@@ -154,6 +162,19 @@ class Config:
     @property
     def auto_class_weights(self) -> bool:
         return self.class_weights == p.AUTO
+
+    @property
+    def vit(self) -> bool:
+        """A DINOv2 backbone (the torch engine's ViTs)."""
+        return self.backbone in VITS
+
+    @property
+    def backbone_lr_mult(self) -> float:
+        """The backbone's learning-rate multiplier: given, or the authors' frozen protocol for DINOv2 (0) and
+        GluonCV's for ResNets (1; their heads train at 10x)."""
+        if self.backbone_lr_multiplier is not None:
+            return self.backbone_lr_multiplier
+        return 0.0 if self.vit else 1.0
 
     @property
     def whole_image_validation(self) -> bool:
@@ -234,6 +255,7 @@ def _cross_field_problems(values: Mapping[str, Any], invalid: set[str]) -> list[
             f"class_weights has {len(weights)} numbers but num_classes={classes}; give one weight per class, "
             "in class-id order, or class_weights=auto"
         )
+    problems += _network_problems(values, invalid)
     scheduler = values.get("lr_scheduler", Config.lr_scheduler)
     steps: tuple[int, ...] = values.get("lr_scheduler_step", ())
     epochs = values.get("epochs", Config.epochs)
@@ -253,4 +275,29 @@ def _cross_field_problems(values: Mapping[str, Any], invalid: set[str]) -> list[
             problems.append(f"lr_scheduler_step={','.join(map(str, steps))} must be strictly increasing")
     elif steps:
         log.warning("lr_scheduler_step is ignored because lr_scheduler=%s, not step", scheduler)
+    return problems
+
+
+def _network_problems(values: Mapping[str, Any], invalid: set[str]) -> list[str]:
+    """Heads a backbone cannot take, and a frozen backbone that has BatchNorm layers."""
+    if invalid & {"backbone", "algorithm"}:
+        return []
+    backbone = values.get("backbone", Config.backbone)
+    algorithm = values.get("algorithm", Config.algorithm)
+    problems = []
+    if algorithm in RESNET_ONLY and backbone in VITS:
+        problems.append(
+            f"algorithm={algorithm} needs the stride-4 features of a ResNet, which {backbone} does not have; use it "
+            f"with backbone {' or '.join(RESNETS)}, or choose algorithm linear, fcn, psp or deeplab for {backbone}"
+        )
+    if algorithm in VIT_ONLY and backbone in RESNETS:
+        problems.append(
+            f"algorithm={algorithm} is DINOv2's linear head and takes backbone {' or '.join(VITS)}, not {backbone}; "
+            "for a ResNet choose fcn, psp, deeplab or deeplabv3plus"
+        )
+    if values.get("backbone_lr_multiplier") == 0 and backbone in RESNETS:
+        problems.append(
+            f"backbone_lr_multiplier=0 freezes the backbone, which only the DINOv2 backbones allow ({backbone} has "
+            "BatchNorm layers that would still learn their statistics); give a value above 0, e.g. 0.1"
+        )
     return problems

@@ -144,6 +144,8 @@ _WEIGHTS = (  # semseg-weights (semseg.store), at image build time
     Setting("MXNET_GLUON_REPO", "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/", str,
             valid_text="a URL", shown="GluonCV's"),
     Setting("HF_ENDPOINT", "https://huggingface.co", str, valid_text="a URL"),
+    Setting("SEMSEG_DINOV2_URL", "https://dl.fbaipublicfiles.com/dinov2", str, valid_text="a URL",
+            shown="the DINOv2 authors'"),
 )  # fmt: skip
 TRAINING_SETTINGS = {s.name: s for s in _TRAINING}
 WEIGHTS_SETTINGS = {s.name: s for s in _WEIGHTS}

@@ -49,6 +49,9 @@ def engine(name: str) -> Engine:
 def write_symbol(config: Config, params: Path, model_dir: Path) -> bool:
     """The symbol file (model-symbol.json + model-0000.params) of the GluonCV file `params`, whatever engine
     trained it; False (with a warning) where MXNet is not installed (the PyTorch engine needs none)."""
+    if config.vit:
+        log.info("No symbol file (model-symbol.json): MXNet has no DINOv2; model.onnx is this model's graph")
+        return False
     writer = engine(SYMBOL_ENGINE).write_symbol
     assert writer is not None
     try:

@@ -49,3 +49,46 @@ def backbone_shapes(backbone: str) -> dict[str, tuple[int, ...]]:
                 norm(f"{name}.downsample.1", planes * EXPANSION)
             into = planes * EXPANSION
     return shapes
+
+
+# DINOv2's ViT backbones (facebookresearch/dinov2, Apache-2.0): 14x14 patches, a class token, position embeddings
+# for a 518x518 image (37x37 patches) resized bicubically to each input's patch grid (to its size, as transformers'
+# Dinov2Model and the reference with interpolate_offset=0; the torch hub's models keep a 0.1 offset on the scale
+# factor, which their code calls a historical kludge), pre-norm blocks with LayerScale, LayerNorm eps 1e-6, GELU
+# MLPs four times as wide.
+VIT_WIDTHS = {"dinov2-small": (384, 6), "dinov2-base": (768, 12)}  # embedding width, attention heads
+VIT_DEPTH = 12
+VIT_MLP_RATIO = 4
+PATCH_SIZE = 14
+POSITION_GRID = 37  # patches per side of the position embeddings (518 / 14)
+LN_EPS = 1e-6
+VIT_MODELS = {"dinov2-small": "dinov2_vits14", "dinov2-base": "dinov2_vitb14"}  # the authors' model names
+VIT_BACKBONE_PARTS = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")  # the reference's names
+
+
+def is_vit(backbone: str) -> bool:
+    return backbone in VIT_WIDTHS
+
+
+def vit_shapes(backbone: str) -> dict[str, tuple[int, ...]]:
+    """The reference implementation's parameter names and shapes of the DINOv2 `backbone` (dinov2_vits14_pretrain.pth
+    without `mask_token`, which only pretraining uses)."""
+    dim, _ = VIT_WIDTHS[backbone]
+    hidden = dim * VIT_MLP_RATIO
+    shapes: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, dim),
+        "pos_embed": (1, 1 + POSITION_GRID * POSITION_GRID, dim),
+        "patch_embed.proj.weight": (dim, 3, PATCH_SIZE, PATCH_SIZE),
+        "patch_embed.proj.bias": (dim,),
+    }
+    for block in range(VIT_DEPTH):
+        name = f"blocks.{block}"
+        for part, (out, into) in {"attn.qkv": (3 * dim, dim), "attn.proj": (dim, dim), "mlp.fc1": (hidden, dim),
+                                  "mlp.fc2": (dim, hidden)}.items():  # fmt: skip
+            shapes[f"{name}.{part}.weight"] = (out, into)
+            shapes[f"{name}.{part}.bias"] = (out,)
+        for part in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "ls1.gamma", "ls2.gamma"):
+            shapes[f"{name}.{part}"] = (dim,)
+    shapes["norm.weight"] = (dim,)
+    shapes["norm.bias"] = (dim,)
+    return shapes

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semseg.contract.errors import ClientError
+from semseg.engines.architecture import VIT_MODELS, is_vit
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +27,31 @@ STORE_SHA1 = {  # GluonCV's model store: the SHA-1 of each file
     "resnet101_v1s": "bd93a83c05f709a803b1221aeff0b028e6eebb03",
 }
 STORE_HASHES = {name: sha1[:8] for name, sha1 in STORE_SHA1.items()}  # the short hashes of its file names
-HUB_REPOSITORIES = {"resnet-50": "timm/resnet50s.gluon_in1k", "resnet-101": "timm/resnet101s.gluon_in1k"}
+HUB_REPOSITORIES = {
+    "resnet-50": "timm/resnet50s.gluon_in1k",
+    "resnet-101": "timm/resnet101s.gluon_in1k",
+    "dinov2-small": "facebook/dinov2-small",  # the authors' DINOv2 on the Hub (transformers' names), Apache-2.0
+    "dinov2-base": "facebook/dinov2-base",
+}
+AUTHORS_URL = "https://dl.fbaipublicfiles.com/dinov2"  # <model>/<model>_pretrain.pth: the authors' own DINOv2 files
 BACKBONE_PARTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")  # parameter name prefixes
 MANIFEST = "semseg-weights.json"  # in the store: where each file came from (semseg.store), or that none was fetched
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """An ImageNet backbone of the store: its name (backbone=), GluonCV's model name, and its file's name."""
+    """A backbone of the store: its name (backbone=), its model's name (GluonCV's, or the DINOv2 authors'), and its
+    file's name (GluonCV's parameter format either way: DINOv2's arrays under the reference's names)."""
 
     name: str
 
     @property
+    def vit(self) -> bool:
+        return is_vit(self.name)
+
+    @property
     def model(self) -> str:
-        return f"{GLUONCV_BACKBONES[self.name]}_v1s"
+        return VIT_MODELS[self.name] if self.vit else f"{GLUONCV_BACKBONES[self.name]}_v1s"
 
     @property
     def sha1(self) -> str:
@@ -47,7 +59,12 @@ class Backbone:
 
     @property
     def file_name(self) -> str:
-        return f"{self.model}-{STORE_HASHES[self.model]}.params"
+        return f"{self.model}_pretrain.params" if self.vit else f"{self.model}-{STORE_HASHES[self.model]}.params"
+
+    @property
+    def authors_file(self) -> str:
+        """The authors' own copy of a DINOv2 backbone (a PyTorch .pth)."""
+        return f"{AUTHORS_URL}/{self.model}/{self.model}_pretrain.pth"
 
     @property
     def hub_repository(self) -> str:
@@ -85,9 +102,10 @@ def backbone_weights_file(backbone: str, root: Path) -> Path:
         else f"{expected} is missing (looked in {root}, which is $MXNET_HOME/models)"
     )
     raise ClientError(
-        f"use_pretrained_model=True needs the ImageNet weights of the {backbone} backbone, but {cause}. This image "
+        f"use_pretrained_model=True needs the {'DINOv2' if entry.vit else 'ImageNet'} weights of the {backbone} "
+        f"backbone, but {cause}. This image "
         "never downloads at train time. Either set use_pretrained_model=False to train the backbone from scratch; "
         "or rebuild the image with the weights baked in (the default, PREFETCH_WEIGHTS=1: `semseg-weights fetch` "
         "at build time); or add them in a derived image: COPY the file and RUN `semseg-weights import FILE` "
-        "(GluonCV .params, timm .safetensors or .pth; see docs/training.md, 'Pretrained weights')."
+        "(GluonCV .params, timm's or the Hub's .safetensors, or .pth; see docs/training.md, 'Pretrained weights')."
     )

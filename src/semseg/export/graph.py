@@ -22,14 +22,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from semseg.contract.config import Config
-from semseg.engines.architecture import ASPP_RATES, BACKBONE_BLOCKS, BN_EPS, PSP_BINS
+from semseg.engines.architecture import ASPP_RATES, BACKBONE_BLOCKS, BN_EPS, PSP_BINS, is_vit
 from semseg.engines.normalization import MEAN, STD
+from semseg.export import vit
 
 INPUT = "image"
 OUTPUT = "probabilities"
 OPSET = 17
 IR_VERSION = 8  # what ONNX Runtime and OpenVINO read (onnx's newest IR is newer than ONNX Runtime's)
-CLASSIFIERS = ("head.block.4", "head.block.7")  # the classifier convolution's node name (FCN/PSP/DeepLab, V3+)
+CLASSIFIERS = ("head.block.4", "head.block.7", "head.block.1")  # the classifier's node: FCN/PSP/DeepLab, V3+, linear
 
 
 class _Graph:
@@ -169,6 +170,18 @@ def _head(g: _Graph, algorithm: str, c1: str, c4: str) -> str:
     return g.conv(x, "head.block.4", None, relu=False)
 
 
+def _vit(g: _Graph, x: str, config: Config) -> str:
+    """DINOv2 (semseg.export.vit) and its head, scored at the input's size."""
+    vit.constants(g)
+    padded, before = vit.padding(g, x)
+    feats = vit.features(g, padded, config.backbone)
+    if config.algorithm == "linear":
+        head = vit.linear_head(g, feats)
+    else:
+        head = _head(g, config.algorithm, feats, feats)
+    return vit.crop(g, vit.upsample(g, head, padded), x, before)
+
+
 def build(config: Config, arrays: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """The inference graph of `config`'s network with the GluonCV parameters `arrays` (Gluon name -> array);
     ValueError naming a parameter the file lacks. The aux head's parameters are not used."""
@@ -182,8 +195,11 @@ def build(config: Config, arrays: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     inverse = g.const("inv_std255", (1 / (np.array(STD) * 255)).astype(np.float32))
     normalised = g.node("Mul", [g.node("Sub", [pixels, mean], "centred"), inverse], "normalised")
     x = g.node("Transpose", [normalised], "nchw", perm=[0, 3, 1, 2])
-    c1, c4 = _backbone(g, x, config.backbone)
-    scores = g.resize_like(_head(g, config.algorithm, c1, c4), x, "scores")
+    if is_vit(config.backbone):
+        scores = _vit(g, x, config)
+    else:
+        c1, c4 = _backbone(g, x, config.backbone)
+        scores = g.resize_like(_head(g, config.algorithm, c1, c4), x, "scores")
     g.node("Softmax", [scores], OUTPUT, axis=1)
     inputs = {name for node in g.nodes for name in node.input}
     graph = helper.make_graph(

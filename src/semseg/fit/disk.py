@@ -38,6 +38,15 @@ WEIGHT_BYTES: dict[tuple[str, str], int] = {
     ("deeplab", "resnet-101"): 244_912_414,
     ("deeplabv3plus", "resnet-50"): 171_574_371,
     ("deeplabv3plus", "resnet-101"): 247_768_753,
+    # DINOv2 (torch engine): 4 bytes per parameter of the network with 21 classes, counted (2026-12-06)
+    ("linear", "dinov2-small"): 88_263_256,
+    ("linear", "dinov2-base"): 346_395_736,
+    ("fcn", "dinov2-small"): 89_561_560,
+    ("fcn", "dinov2-base"): 351_646_552,
+    ("psp", "dinov2-small"): 91_484_648,
+    ("psp", "dinov2-base"): 359_326_568,
+    ("deeplab", "dinov2-small"): 103_348_336,
+    ("deeplab", "dinov2-base"): 372_845_680,
 }
 BYTES_PER_CLASS = 3_080
 OPTIMIZER_STATES = {"sgd": 1, "nag": 1, "adam": 2, "rmsprop": 1, "adagrad": 1}  # per weight (sgd: with momentum)

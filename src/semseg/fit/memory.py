@@ -37,6 +37,17 @@ BYTES_PER_PIXEL: dict[tuple[str, str], tuple[float, float]] = {
     ("deeplab", "resnet-101"): (18400.0, 1700.0),
     ("deeplabv3plus", "resnet-50"): (13300.0, 2300.0),  # training: deeplab's x its ratio in one run (2026-12-05)
     ("deeplabv3plus", "resnet-101"): (18500.0, 1100.0),
+    # DINOv2 (torch engine): measured with torch on the CPU at 224x224 crops (2026-12-06, tests' method, one
+    # process each), fine-tuned; a frozen backbone (the default) needs about a quarter (see docs/training.md).
+    # Attention grows with the square of the tokens: at crops past 518 the per-pixel need rises.
+    ("linear", "dinov2-small"): (2400.0, 700.0),
+    ("linear", "dinov2-base"): (6200.0, 900.0),
+    ("fcn", "dinov2-small"): (2600.0, 700.0),
+    ("fcn", "dinov2-base"): (6100.0, 800.0),
+    ("psp", "dinov2-small"): (2600.0, 700.0),
+    ("psp", "dinov2-base"): (6600.0, 900.0),  # psp and deeplab on dinov2-base: fcn's plus psp-small's share
+    ("deeplab", "dinov2-small"): (2800.0, 700.0),  # deeplab: fcn's plus 10% (not measured)
+    ("deeplab", "dinov2-base"): (6700.0, 900.0),
 }
 FLOAT16_SHARE = 0.5  # float16 activations
 SAFETY = 0.5  # refuse only when half the estimate does not fit

@@ -2,7 +2,8 @@
 its arrays pass before they enter the store. Formats are told by their content, not their file name: GluonCV's
 `.params` (MXNet's NDArray list: semseg.engines.gluon_files), timm's `.safetensors` (read with safetensors' numpy
 API, no torch) and PyTorch's `.pth` (read with torch where it is installed). timm's names are GluonCV's structural
-names, with BatchNorm's `gamma`/`beta` called `weight`/`bias` and a `num_batches_tracked` counter."""
+names, with BatchNorm's `gamma`/`beta` called `weight`/`bias` and a `num_batches_tracked` counter. DINOv2's come in
+the authors' names (`dinov2_vits14_pretrain.pth`) or transformers' (the Hub's `facebook/dinov2-small`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from semseg.engines.architecture import BACKBONE_BLOCKS, backbone_shapes
+from semseg.engines.architecture import BACKBONE_BLOCKS, VIT_WIDTHS, backbone_shapes, is_vit, vit_shapes
 from semseg.engines.gluon_files import LIST_MAGIC, FormatError, parse
+from semseg.store.dinov2_names import is_dinov2, reference_names
 
 SHOWN = 3  # names a message lists
 TORCH_ZIP = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
@@ -69,8 +71,11 @@ def _torch_file(path: Path) -> dict[str, np.ndarray]:
 
 def as_gluon(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """GluonCV's names of a timm (or torchvision-style) state: BatchNorm's weight/bias as gamma/beta, without
-    num_batches_tracked and a DataParallel `module.` prefix. GluonCV's own names pass unchanged."""
+    num_batches_tracked and a DataParallel `module.` prefix. GluonCV's own names pass unchanged; a DINOv2 state
+    gets the reference implementation's names (semseg.store.dinov2_names)."""
     arrays = {name.removeprefix("module."): array for name, array in arrays.items()}
+    if is_dinov2(arrays):
+        return reference_names(arrays)
     norms = {name.rsplit(".", 1)[0] for name in arrays if name.endswith(".running_mean")}
     renamed = {"weight": "gamma", "bias": "beta"}
     found = {}
@@ -85,7 +90,14 @@ def as_gluon(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def backbone_of(arrays: dict[str, np.ndarray]) -> str:
-    """Which backbone the arrays are, by the blocks of their third stage."""
+    """Which backbone the arrays are: a ResNet by the blocks of its third stage, a DINOv2 ViT by its width."""
+    if "pos_embed" in arrays:
+        width = arrays["pos_embed"].shape[-1]
+        for backbone, (dim, _) in VIT_WIDTHS.items():
+            if width == dim:
+                return backbone
+        known = ", ".join(f"{b} ({dim})" for b, (dim, _) in VIT_WIDTHS.items())
+        raise WeightsError(f"its tokens are {width} wide, which is no DINOv2 backbone of ours: {known}")
     blocks = {name.split(".")[1] for name in arrays if name.startswith("layer3.") and name.count(".") >= 2}
     for backbone, stages in BACKBONE_BLOCKS.items():
         if len(blocks) == stages[2]:
@@ -98,7 +110,7 @@ def checked(arrays: dict[str, np.ndarray], backbone: str) -> dict[str, np.ndarra
     """The backbone's arrays of `arrays` as float32 (the classifier `fc` kept where it is there); WeightsError naming
     every kind of problem: missing or mis-shaped arrays, no floating-point values, values that are not finite,
     running variances that are not positive."""
-    expected = backbone_shapes(backbone)
+    expected = vit_shapes(backbone) if is_vit(backbone) else backbone_shapes(backbone)
     problems = []
     missing = [name for name in expected if name not in arrays]
     if missing:
@@ -107,7 +119,8 @@ def checked(arrays: dict[str, np.ndarray], backbone: str) -> dict[str, np.ndarra
     wrong = [f"{n} {tuple(arrays[n].shape)}, not {expected[n]}" for n in present if arrays[n].shape != expected[n]]
     if wrong:
         problems.append(f"{len(wrong)} have the wrong shape ({_some(wrong)})")
-    kept = {name: arrays[name] for name in present} | {n: a for n, a in arrays.items() if n.startswith("fc.")}
+    classifier = {} if is_vit(backbone) else {n: a for n, a in arrays.items() if n.startswith("fc.")}
+    kept = {name: arrays[name] for name in present} | classifier
     not_float = [name for name, array in kept.items() if not np.issubdtype(array.dtype, np.floating)]
     if not_float:
         problems.append(f"{len(not_float)} hold no floating-point numbers ({_some(not_float)})")

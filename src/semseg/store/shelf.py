@@ -41,7 +41,7 @@ def fetch(backbone: Backbone, root: Path, sources: Sequence[Source], timeout: fl
             return present
     root.mkdir(parents=True, exist_ok=True)
     failures = []
-    for source in sources:
+    for source in (source for source in sources if source.carries(backbone)):
         with tempfile.TemporaryDirectory(prefix=".semseg-weights-", dir=root) as work:
             try:
                 fetched = source.get(backbone, Path(work), timeout)
@@ -58,9 +58,11 @@ def fetch(backbone: Backbone, root: Path, sources: Sequence[Source], timeout: fl
             origin = _origin(source.name, fetched, kind, found)
             return put(arrays, backbone, root, origin)
     raise FetchError(
-        f"No source gave the ImageNet weights of {backbone.name} ({backbone.file_name}):\n"
+        f"No source gave the {'DINOv2' if backbone.vit else 'ImageNet'} weights of {backbone.name} "
+        f"({backbone.file_name}):\n"
         + "\n".join(failures or ["  no source was given"])
-        + "\nGive a source that answers (--sources, SEMSEG_WEIGHTS_URL, MXNET_GLUON_REPO, HF_ENDPOINT), or build "
+        + "\nGive a source that answers (--sources, SEMSEG_WEIGHTS_URL, MXNET_GLUON_REPO, HF_ENDPOINT, "
+        "SEMSEG_DINOV2_URL), or build "
         "with PREFETCH_WEIGHTS=0 and bring the files with `semseg-weights import` (docs/training.md)."
     )
 

@@ -3,7 +3,9 @@
 - `gluoncv`: GluonCV's model store (`<repo>gluon/models/<model>-<short hash>.zip`, the repository of GluonCV's
   model_store.py or MXNET_GLUON_REPO, as GluonCV itself), checked against GluonCV's SHA-1;
 - `huggingface`: timm's copies of the same weights on the Hugging Face Hub (`model.safetensors` of
-  `timm/resnet50s.gluon_in1k` or `timm/resnet101s.gluon_in1k`, at HF_ENDPOINT, as huggingface_hub);
+  `timm/resnet50s.gluon_in1k` or `timm/resnet101s.gluon_in1k`, at HF_ENDPOINT, as huggingface_hub), and the
+  authors' DINOv2 there (`facebook/dinov2-small`, `facebook/dinov2-base`);
+- `authors`: DINOv2's authors' own files (`dinov2_vits14_pretrain.pth`; reading them needs PyTorch);
 - `url`: the builder's own copy, SEMSEG_WEIGHTS_URL/<the store's file name> (`https://...`, or `s3://...` where
   boto3 or the AWS CLI is installed), in any format `semseg-weights import` reads.
 
@@ -29,11 +31,11 @@ from typing import Protocol
 from tqdm import tqdm
 
 from semseg.contract.options import default
-from semseg.engines.weights import STORE_SHA1, Backbone
+from semseg.engines.weights import AUTHORS_URL, STORE_SHA1, Backbone
 
 HUB_FILE = "model.safetensors"
 CHUNK = 1 << 20
-NAMES = ("gluoncv", "huggingface", "url")  # the sources, in the order fetch tries them
+NAMES = ("gluoncv", "huggingface", "authors", "url")  # the sources, in the order fetch tries them
 
 
 class SourceError(Exception):
@@ -52,6 +54,9 @@ class Source(Protocol):
     def name(self) -> str:
         """As --sources names it."""
 
+    def carries(self, backbone: Backbone) -> bool:
+        """Whether this source publishes `backbone` at all (fetch passes over one that does not)."""
+
     def address(self, backbone: Backbone) -> str:
         """Where this source looks for `backbone`."""
 
@@ -64,6 +69,9 @@ class GluonCVStore:
     repository: str = default("MXNET_GLUON_REPO")  # GluonCV 0.10.5's apache_repo_url
     sha1: Mapping[str, str] = field(default_factory=lambda: dict(STORE_SHA1))  # GluonCV model -> its file's SHA-1
     name: str = "gluoncv"
+
+    def carries(self, backbone: Backbone) -> bool:
+        return not backbone.vit
 
     def address(self, backbone: Backbone) -> str:
         return f"{self.repository.rstrip('/')}/gluon/models/{self._stem(backbone)}.zip"
@@ -92,6 +100,9 @@ class HuggingFaceHub:
     revision: str = "main"
     name: str = "huggingface"
 
+    def carries(self, backbone: Backbone) -> bool:
+        return True
+
     def address(self, backbone: Backbone) -> str:
         return f"{self.endpoint.rstrip('/')}/{backbone.hub_repository}/resolve/{self.revision}/{HUB_FILE}"
 
@@ -104,6 +115,9 @@ class BuilderURL:
     base: str  # SEMSEG_WEIGHTS_URL
     name: str = "url"
 
+    def carries(self, backbone: Backbone) -> bool:
+        return True
+
     def address(self, backbone: Backbone) -> str:
         return f"{self.base.rstrip('/')}/{backbone.file_name}" if self.base else ""
 
@@ -114,6 +128,21 @@ class BuilderURL:
         if address.startswith("s3://"):
             return s3_download(address, folder / backbone.file_name, timeout)
         return download(address, folder / backbone.file_name, timeout)
+
+
+@dataclass(frozen=True)
+class DINOv2Authors:
+    base: str = AUTHORS_URL
+    name: str = "authors"
+
+    def carries(self, backbone: Backbone) -> bool:
+        return backbone.vit
+
+    def address(self, backbone: Backbone) -> str:
+        return backbone.authors_file.replace(AUTHORS_URL, self.base.rstrip("/"), 1)
+
+    def get(self, backbone: Backbone, folder: Path, timeout: float) -> Fetched:
+        return download(self.address(backbone), folder / f"{backbone.model}_pretrain.pth", timeout)
 
 
 def download(address: str, target: Path, timeout: float) -> Fetched:

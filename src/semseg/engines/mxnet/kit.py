@@ -20,7 +20,7 @@ import mxnet as mx
 from mxnet.contrib import amp
 
 from semseg.contract.config import Config
-from semseg.contract.errors import ExitAtOnce
+from semseg.contract.errors import ClientError, ExitAtOnce
 from semseg.contract.job import Job
 from semseg.contract.model_folder import ModelFolder
 from semseg.contract.options import RunOptions
@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 def train_job(job: Job, config: Config, options: RunOptions, stop: StopFlag) -> Trained:
     """The whole job on this host. With several hosts, a failure ends the process without freeing the kvstore
     (ExitAtOnce): freeing it waits for every other host's worker."""
+    if config.vit:
+        raise ClientError(
+            f"backbone={config.backbone} (DINOv2) trains on the PyTorch engine only, and this job runs on MXNet: "
+            "run it in the torch image (semseg:torch, whose engine is PyTorch), or set the environment variable "
+            "SEMSEG_ENGINE=torch where PyTorch is installed; or choose backbone resnet-50 or resnet-101 here"
+        )
     cluster = job.cluster
     devices = select_devices(config, options, cluster.batch_share(config.mini_batch_size))  # before any data work
     log.info("Engine: MXNet %s with GluonCV %s, on %s", mx.__version__, _gluoncv_version(), _names(devices.contexts))

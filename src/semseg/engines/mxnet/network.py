@@ -120,6 +120,11 @@ def load_model(
     `config` builds it with this job's settings instead (syncbn, pretrained flag); the caller has checked
     that it agrees with the folder's on the network's shape. Without the aux head, its weights are skipped.
     """
+    if model.config.vit:
+        raise ClientError(
+            f"The model in {model.path} is a DINOv2 network ({model.config.backbone}), which MXNet cannot run: serve "
+            "it from its model.onnx in the CPU image (SEMSEG_SERVE_MODEL unset), or in the torch image"
+        )
     plain = replace(config or model.config, use_pretrained_model=False)
     net = build_model(plain, contexts, aux=aux)
     load_weights(net, model.weights, contexts, f"the model in {model.path}", ignore_extra=not aux)

@@ -50,6 +50,7 @@ def trainer_for(net: gluon.Block, config: Config, kvstore: Any = None) -> gluon.
     """The trainer of `net` (float16: with AMP's loss scaling). With a parameter server's `kvstore` (several hosts)
     the servers sum the gradients and every host applies the update itself (its optimizer state is its own,
     checkpointable copy); else the gradients of the host's devices are summed on them."""
+    set_backbone_lr(net, config.backbone_lr_mult)
     trainer = gluon.Trainer(
         net.collect_params(),
         config.optimizer,
@@ -60,3 +61,13 @@ def trainer_for(net: gluon.Block, config: Config, kvstore: Any = None) -> gluon.
     if config.precision_dtype == "float16":
         amp.init_trainer(trainer)  # dynamic loss scaling (amp.init() preceded the network)
     return trainer
+
+
+def set_backbone_lr(net: gluon.Block, mult: float) -> None:
+    """backbone_lr_multiplier: every parameter outside the heads (`head`, `auxlayer`, which GluonCV gives 10x)
+    learns at `mult` x the learning rate."""
+    heads = [getattr(net, name, None) for name in ("head", "auxlayer")]
+    skip = {id(p) for block in heads if block is not None for p in block.collect_params().values()}
+    for parameter in net.collect_params().values():
+        if id(parameter) not in skip:
+            parameter.lr_mult = mult

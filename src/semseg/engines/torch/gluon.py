@@ -34,18 +34,20 @@ def save_gluon(net: nn.Module, path: Path, state: Mapping[str, torch.Tensor] | N
 def load_backbone(net: nn.Module, path: Path) -> None:
     """ImageNet weights (a GluonCV file: the same file the MXNet engine reads) into the backbone part of `net`."""
     saved = read_arrays(path, "Pretrained weight file")
-    wanted = [g for g in gluon_names(net).values() if g.startswith(BACKBONE_PARTS)]
+    parts = getattr(net, "backbone_parts", BACKBONE_PARTS)
+    wanted = [g for g in gluon_names(net).values() if g.startswith(parts)]
     missing = [name for name in wanted if name not in saved]
     if missing:
         raise ClientError(
             f"Pretrained weight file {path} does not fit the backbone: {len(missing)} missing parameters "
-            f"(e.g. {missing[0]}). Replace it with GluonCV's file."
+            f"(e.g. {missing[0]}). Replace it with the backbone's file (`semseg-weights import`)."
         )
     try:
         from_gluon(net, {name: saved[name] for name in wanted}, strict=False)
     except ValueError as exc:
         raise ClientError(f"Pretrained weight file {path} does not fit the backbone: {exc}") from None
-    log.info("Loaded ImageNet backbone weights from %s (%d tensors)", path, len(wanted))
+    what = "ImageNet" if parts == BACKBONE_PARTS else "DINOv2"
+    log.info("Loaded %s backbone weights from %s (%d tensors)", what, path, len(wanted))
 
 
 def read_state_file(path: Path) -> dict[str, np.ndarray]:

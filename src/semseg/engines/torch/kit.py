@@ -27,7 +27,7 @@ from semseg.engines.torch.gluon import load_backbone, load_model_folder
 from semseg.engines.torch.launch import launch
 from semseg.engines.torch.loader import Loader
 from semseg.engines.torch.loop import Loop
-from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.nets import Network, build_network, trainable
 from semseg.engines.torch.optim import trainer_for
 from semseg.engines.torch.predict import Precision
 from semseg.engines.torch.rendezvous import rendezvous, set_network_env
@@ -88,18 +88,18 @@ class Kit:
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
-    def fresh_network(self) -> SegmentationNet:
-        net = SegmentationNet(self.config.algorithm, self.config.backbone, self.config.num_classes)
+    def fresh_network(self) -> Network:
+        net = build_network(self.config)
         if self.config.use_pretrained_model:
             load_backbone(net, backbone_weights_file(self.config.backbone, self.options.weights_root))
-        return net
+        return trainable(net, self.config)
 
-    def seed_network(self, model: ModelFolder) -> SegmentationNet:
-        net = SegmentationNet(self.config.algorithm, self.config.backbone, self.config.num_classes)
+    def seed_network(self, model: ModelFolder) -> Network:
+        net = build_network(self.config)
         load_model_folder(net, model)
-        return net
+        return trainable(net, self.config)
 
-    def trainee(self, network: Callable[[], SegmentationNet], settings: LoopSettings) -> Trainee:
+    def trainee(self, network: Callable[[], Network], settings: LoopSettings) -> Trainee:
         net = network()
         model = _on_device(net, self.config, self.device, self.part.world)
         loop = Loop(model, trainer_for(net, self.config), self.device, settings)
@@ -109,7 +109,7 @@ class Kit:
         return Trainee(loop, State(net, loop, self.config))
 
 
-def _on_device(net: SegmentationNet, config: Config, device: torch.device, processes: int) -> nn.Module:
+def _on_device(net: Network, config: Config, device: torch.device, processes: int) -> nn.Module:
     """`net` on `device` (channels-last on GPUs), and what trains it: itself, or its DDP wrapper."""
     on_gpu = device.type == "cuda"
     net.to(device)

@@ -33,6 +33,7 @@ from semseg.engines.architecture import (
     PSP_BINS,
     STEM_WIDTH,
 )  # fmt: skip
+from semseg.engines.weights import BACKBONE_PARTS
 
 TORCH_BN_MOMENTUM = 1 - BN_MOMENTUM  # PyTorch's convention: the weight of the new batch
 
@@ -140,11 +141,15 @@ class _PyramidPooling(nn.Module):
 
 
 class _PSPHead(nn.Module):
-    def __init__(self, classes: int, norm: Norm) -> None:
+    def __init__(self, classes: int, norm: Norm, cin: int = 2048) -> None:
         super().__init__()
-        self.psp = _PyramidPooling(2048, norm)
+        self.psp = _PyramidPooling(cin, norm)
         self.block = nn.Sequential(
-            _conv(4096, 512, 3, padding=1), norm(512), nn.ReLU(), nn.Dropout(0.1), nn.Conv2d(512, classes, 1)
+            _conv(2 * cin, cin // 4, 3, padding=1),
+            norm(cin // 4),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Conv2d(cin // 4, classes, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,9 +185,9 @@ class _ASPP(nn.Module):
 
 
 class _DeepLabHead(nn.Module):
-    def __init__(self, classes: int, norm: Norm) -> None:
+    def __init__(self, classes: int, norm: Norm, cin: int = 2048) -> None:
         super().__init__()
-        self.aspp = _ASPP(2048, norm)
+        self.aspp = _ASPP(cin, norm)
         self.block = nn.Sequential(
             _conv(256, 256, 3, padding=1), norm(256), nn.ReLU(), nn.Dropout(0.1), nn.Conv2d(256, classes, 1)
         )
@@ -223,8 +228,34 @@ def _head(algorithm: str, classes: int, norm: Norm) -> nn.Module:
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
+class _LinearHead(nn.Module):
+    """DINOv2's linear head ("lin."): BatchNorm on the patch tokens and a 1x1 convolution to the classes."""
+
+    def __init__(self, cin: int, classes: int, norm: Norm) -> None:
+        super().__init__()
+        self.block = nn.Sequential(norm(cin), nn.Conv2d(cin, classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+def vit_head(algorithm: str, cin: int, classes: int, norm: Norm) -> nn.Module:
+    """The head of `algorithm` on a ViT's token map of `cin` channels (no stride-4 features: no deeplabv3plus)."""
+    if algorithm == "linear":
+        return _LinearHead(cin, classes, norm)
+    if algorithm == "fcn":
+        return _FCNHead(cin, classes, norm)
+    if algorithm == "psp":
+        return _PSPHead(classes, norm, cin)
+    if algorithm == "deeplab":
+        return _DeepLabHead(classes, norm, cin)
+    raise ValueError(f"no {algorithm} head on a ViT")
+
+
 class SegmentationNet(nn.Module):
     """GluonCV's SegBaseModel + head (+ aux FCN head on stage 3): (main, aux) scores at the input's size."""
+
+    backbone_parts = BACKBONE_PARTS  # the name prefixes of the backbone's parameters (what ImageNet weights fill)
 
     def __init__(self, algorithm: str, backbone: str, classes: int, *, aux: bool = True, norm: Norm = batch_norm):
         super().__init__()
@@ -273,9 +304,9 @@ class SegmentationNet(nn.Module):
             elif isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.reset_parameters()
 
-    def param_groups(self, lr: float) -> list[dict[str, object]]:
-        """The backbone at `lr`, the heads at HEAD_LR_MULT x `lr` (GluonCV's lr_mult), for an optimizer."""
+    def param_groups(self, lr: float, backbone_mult: float = 1.0) -> list[dict[str, object]]:
+        """The backbone at `backbone_mult` x `lr`, the heads at HEAD_LR_MULT x `lr` (GluonCV's lr_mult)."""
         heads = [p for name, p in self.named_parameters() if name.startswith(("head.", "auxlayer."))]
         ids = {id(p) for p in heads}
         backbone = [p for p in self.parameters() if id(p) not in ids]
-        return [{"params": backbone, "lr_mult": 1.0}, {"params": heads, "lr_mult": HEAD_LR_MULT}]
+        return [{"params": backbone, "lr_mult": backbone_mult}, {"params": heads, "lr_mult": HEAD_LR_MULT}]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from semseg.contract.config import OPTIMIZERS, Config
-from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.nets import Network
 from semseg.fit.schedule import Schedule
 
 ADAM_BETAS = (0.9, 0.999)
@@ -157,10 +157,10 @@ class MXNetOptimizer(torch.optim.Optimizer):
         torch._foreach_add_(w, delta)
 
 
-def trainer_for(net: SegmentationNet, config: Config) -> MXNetOptimizer:
+def trainer_for(net: Network, config: Config) -> MXNetOptimizer:
     """The configuration's optimizer and schedule for `net` (GluonCV's learning-rate multipliers per group)."""
     return MXNetOptimizer(
-        net.param_groups(config.learning_rate),
+        net.param_groups(config.learning_rate, config.backbone_lr_mult),
         config.optimizer,
         lr=config.learning_rate,
         wd=config.weight_decay,

@@ -25,7 +25,7 @@ from semseg.engines.normalization import MEAN, STD
 from semseg.engines.record import PredictorSettings, gpu_index
 from semseg.engines.torch.devices import configure_cuda
 from semseg.engines.torch.gluon import load_model_folder
-from semseg.engines.torch.network import SegmentationNet
+from semseg.engines.torch.nets import Network, build_network
 from semseg.measures.sliding import SlidingWindows
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Predictor(SlidingWindows):
     """A network in evaluation mode on one device."""
 
     def __init__(
-        self, net: SegmentationNet, device: torch.device, folder: ModelFolder, pixel_budget: int, precision: Precision
+        self, net: Network, device: torch.device, folder: ModelFolder, pixel_budget: int, precision: Precision
     ) -> None:
         super().__init__(Scorer(net, Inputs(device), precision), folder.config.crop_size, pixel_budget)
         self.net = net
@@ -104,9 +104,8 @@ class Predictor(SlidingWindows):
         self.num_classes = folder.config.num_classes
 
 
-def network(folder: ModelFolder) -> SegmentationNet:
-    config = folder.config
-    net = SegmentationNet(config.algorithm, config.backbone, config.num_classes, aux=False)
+def network(folder: ModelFolder) -> Network:
+    net = build_network(folder.config, aux=False)
     load_model_folder(net, folder)
     return net.eval()
 
