@@ -4,7 +4,7 @@ validation, several_hosts, overhead, train_step, serving, memory, imbalanced (cl
 augmentation), thin_classes (DeepLabV3+ against DeepLabV3 and FCN), outputs (TensorBoard and pictures),
 gpu_torch (the PyTorch engine on a GPU; `gpu` is its old name), gpu_mxnet, gpu_pipe (Pipe mode on the torch
 engine; all three skipped without a GPU), prepare_coco (semseg-prepare coco on every core against a plain
-pycocotools loop).
+pycocotools loop), dinov2 (DINOv2's step, memory and export against DeepLabV3-R50).
 
 The benchmark modules are imported after the OpenMP thread count is set as the `train` entry point sets it
 (semseg.threads), so in-process comparisons run ours and the reference with the job's settings alike.
@@ -38,6 +38,7 @@ NAMES = (
     "gpu_mxnet",
     "gpu_pipe",
     "prepare_coco",
+    "dinov2",
 )
 
 ALIASES = {"gpu": "gpu_torch"}  # the name before the MXNet GPU benchmark had one of its own

@@ -145,19 +145,21 @@ def test_schedules_are_mxnets(scheduler: str, extra: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_models_seed_jobs_across_engines(tmp_path: Path, train_job) -> None:
+    """An MXNet model seeds a torch job, whose model seeds an MXNet job (three jobs, both directions)."""
     from semseg.example import make_job
     from tests.helpers import model_tar
 
-    for first_engine, second_engine in (("mxnet", "torch"), ("torch", "mxnet")):
-        first = train_job({"epochs": 1}, env={"SEMSEG_ENGINE": first_engine}, images=4)
-        assert first.code == 0, first.failure
-        base = make_job(tmp_path / f"from-{first_engine}", images=4, size=32, hyperparameters={"epochs": 1})
+    previous = train_job({"epochs": 1}, env={"SEMSEG_ENGINE": "mxnet"}, images=4)
+    assert previous.code == 0, previous.failure
+    for engine in ("torch", "mxnet"):
+        base = make_job(tmp_path / f"seeded-{engine}", images=4, size=32, hyperparameters={"epochs": 1})
         (base / "input" / "data" / "model").mkdir()
-        model_tar(first.base / "model", base / "input" / "data" / "model" / "model.tar.gz")
-        second = train_job(base=base, env={"SEMSEG_ENGINE": second_engine})
-        assert second.code == 0, second.failure
-        assert any(m.startswith("Incremental training: starting from") for m in second.messages)
-        assert any(m.startswith("Loaded") and "model_best.params" in m for m in second.messages)
+        model_tar(previous.base / "model", base / "input" / "data" / "model" / "model.tar.gz")
+        seeded = train_job(base=base, env={"SEMSEG_ENGINE": engine})
+        assert seeded.code == 0, seeded.failure
+        assert any(m.startswith("Incremental training: starting from") for m in seeded.messages)
+        assert any(m.startswith("Loaded") and "model_best.params" in m for m in seeded.messages)
+        previous = seeded
 
 
 @pytest.mark.slow
