@@ -234,6 +234,8 @@ def test_bad_input_is_named_and_nothing_is_left(case: str, tmp_path: Path, capsy
     code, text = run(capsys, "folders", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
                      "--num-classes", "3", "--out", str(tmp_path / "out"))  # fmt: skip
     assert code == 2 and words in text and "nothing written" in text, text
+    line = next(line for line in text.splitlines() if words in line)
+    assert ". Fix: " in line, "each kind of problem says what to do"
     assert nothing_left(tmp_path)
 
 

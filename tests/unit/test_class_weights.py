@@ -16,6 +16,7 @@ from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import JobPaths, load_job
 from semseg.data.class_counts import count_train_pixels
+from semseg.data.pipeline import list_channels
 from semseg.distributed.part import Part
 from semseg.example import IMBALANCED_CLASSES, make_job
 from semseg.fit.class_weights import CLIP, class_weights, median_frequency, pixel_weights
@@ -118,12 +119,12 @@ def test_auto_counts_the_training_masks_by_hand(tmp_path: Path) -> None:
     base = make_job(tmp_path / "ml", images=12, size=40, classes=IMBALANCED_CLASSES, imbalanced=True, seed=3)
     job = load_job(JobPaths(base))
     config = Config(num_classes=IMBALANCED_CLASSES, num_training_samples=12, class_weights="auto")
-    counts = count_train_pixels(job, config, seed=0)
+    counts = count_train_pixels(job, config, 0, list_channels(job)["train"])
     expected = hand_count(base, IMBALANCED_CLASSES)
     assert counts.masks == counts.of == 12
     np.testing.assert_array_equal(counts.pixels, expected)
     assert 0 < expected[2:].sum() < 0.02 * expected.sum()  # the generated set is imbalanced as documented
-    weights = class_weights(job, config, seed=0)
+    weights = class_weights(job, config, 0, Part(), list_channels(job)["train"])
     assert weights is not None
     np.testing.assert_allclose(weights, median_frequency(expected), rtol=1e-6)
     companion = json.loads((base / "model/class_weights.json").read_text())
@@ -137,7 +138,7 @@ def test_auto_samples_a_bounded_seeded_share(tmp_path: Path) -> None:
     base = make_job(tmp_path / "ml", images=10, size=32, seed=1)
     job = load_job(JobPaths(base))
     config = Config(num_classes=3, num_training_samples=10, class_weights="auto")
-    first, again = (count_train_pixels(job, config, seed=5, limit=4) for _ in range(2))
+    first, again = (count_train_pixels(job, config, 5, list_channels(job)["train"], limit=4) for _ in range(2))
     assert (first.masks, first.of) == (4, 10)
     np.testing.assert_array_equal(first.pixels, again.pixels)
     chosen = sorted(np.random.default_rng(5).choice(10, 4, replace=False).tolist())
@@ -150,7 +151,8 @@ def test_auto_samples_a_bounded_seeded_share(tmp_path: Path) -> None:
 def test_a_list_is_used_as_given_and_written_beside_hyperparams(tmp_path: Path) -> None:
     base = make_job(tmp_path / "ml", images=4, size=32)
     config = Config(num_classes=3, num_training_samples=4, class_weights=(1.0, 2.0, 0.5))
-    weights = class_weights(load_job(JobPaths(base)), config, seed=0, part=Part(1, 2, 1, 2))
+    job = load_job(JobPaths(base))
+    weights = class_weights(job, config, 0, Part(1, 2, 1, 2), list_channels(job)["train"])
     assert weights is not None
     np.testing.assert_array_equal(weights, np.array([1.0, 2.0, 0.5], np.float32))
     assert not (base / "model/class_weights.json").exists()  # only the leader writes
@@ -161,4 +163,4 @@ def test_auto_in_pipe_mode_says_to_pass_the_list(tmp_path: Path) -> None:
     job = dataclasses.replace(load_job(JobPaths(base)), pipes=frozenset({"train"}))
     config = Config(num_classes=3, num_training_samples=4, class_weights="auto")
     with pytest.raises(ClientError, match="Pipe mode.*Give class_weights as a list of num_classes"):
-        class_weights(job, config, seed=0)
+        class_weights(job, config, 0, Part(), None)

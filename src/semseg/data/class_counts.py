@@ -15,7 +15,7 @@ import numpy as np
 from semseg.contract.config import Config
 from semseg.contract.errors import ClientError
 from semseg.contract.job import Job
-from semseg.data.channels import Pair, find_pairs
+from semseg.data.channels import Pair
 from semseg.data.dataset import read_mask
 from semseg.data.labels import load_label_map
 
@@ -31,11 +31,11 @@ class ClassCounts:
 
 
 def count_train_pixels(
-    job: Job, config: Config, seed: int, pairs: list[Pair] | None = None, limit: int = MAX_MASKS
+    job: Job, config: Config, seed: int, pairs: list[Pair] | None, limit: int = MAX_MASKS
 ) -> ClassCounts:
     """Pixels per class in the train channel's masks, `pairs` as the job listed them (all of them, or a seeded
-    sample of `limit`)."""
-    if "train" in job.pipes:
+    sample of `limit`); None where the channel streams in Pipe mode (a ClientError)."""
+    if "train" in job.pipes or pairs is None:
         raise ClientError(
             "class_weights=auto counts the pixels of the training masks before training, and channel 'train' is "
             "in Pipe mode, where the masks arrive only as a stream. Give class_weights as a list of num_classes "
@@ -43,8 +43,6 @@ def count_train_pixels(
             "or use File or FastFile mode."
         )
     start = time.perf_counter()
-    if pairs is None:
-        pairs = find_pairs(job.required_channel("train"), job.required_channel("train_annotation"))
     label_map = load_label_map(job.channel("label_map"), "train", config.num_classes)
     chosen = list(range(len(pairs)))
     if len(pairs) > limit:

@@ -34,7 +34,6 @@ CLIP = 10.0
 COMPANION = "class_weights.json"
 MIN_WEIGHT_SUM = 1e-6  # the loss's normaliser at least: a batch without weighted labelled pixels has the loss 0
 
-ALONE = Part()
 
 
 def median_frequency(pixels: np.ndarray) -> np.ndarray:
@@ -48,12 +47,10 @@ def median_frequency(pixels: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
-def class_weights(
-    job: Job, config: Config, seed: int, part: Part = ALONE, pairs: list[Pair] | None = None
-) -> np.ndarray | None:
+def class_weights(job: Job, config: Config, seed: int, part: Part, pairs: list[Pair] | None) -> np.ndarray | None:
     """The job's (num_classes,) float32 weights, or None for the unweighted loss, counted in the train channel's
-    `pairs` (as the job listed them); logged by each host's first part, and written to the model folder's
-    class_weights.json by the leader."""
+    `pairs` (as the job listed them; None in Pipe mode); logged by each host's first part, and written to the model
+    folder's class_weights.json by the leader."""
     if config.class_weights is None:
         return None
     counts: ClassCounts | None = None
