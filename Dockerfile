@@ -83,11 +83,16 @@ RUN /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/*.whl && rm -rf /
 # Fail the build, not the job, when a shared library of MXNet (libnccl.so.2, cuDNN, ...) does not resolve.
 COPY docker/check_image.py /opt/semseg/
 RUN /opt/venv/bin/python /opt/semseg/check_image.py
+# What the image carries and under which terms: every installed distribution with its licence and licence files,
+# the weights' origin and terms (docker/licenses.py); the build fails on an unknown licence or a non-commercial one.
+COPY LICENSE NOTICE docker/licenses.py /opt/semseg/
+RUN /opt/venv/bin/python /opt/semseg/licenses.py /opt/semseg/THIRD_PARTY_LICENSES
 WORKDIR /opt/semseg
 # exec form: SIGTERM from `docker stop` / StopTrainingJob reaches Python directly
 ENTRYPOINT ["/opt/venv/bin/train"]
 # Last: a build arg that changes (the revision, on every commit) invalidates the cache of every RUN after it.
-ARG VERSION=0.1.0
+# VERSION: semseg.__version__ (tests/unit/test_release.py holds them equal; docker/build.sh and buildspec pass it)
+ARG VERSION=1.0.0
 ARG REVISION=unknown
 ARG SOURCE=unknown
 ARG FLAVOUR=gpu

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from semseg import __version__
 from semseg.contract.errors import AlgorithmError, ClientError, ExitAtOnce, JobError, Stopped
 from semseg.contract.files import write_text
 from semseg.contract.job import JobPaths
@@ -38,8 +39,9 @@ EXIT_ALGORITHM_ERROR = 1
 EXIT_CLIENT_ERROR = 2
 EXIT_STOPPED_BASE = 128  # + the signal: 143 after SIGTERM, 130 after SIGINT (no failure file)
 COMMANDS: tuple[list[str], ...] = ([], ["train"], ["serve"])
+VERSION_FLAGS = (["--version"], ["train", "--version"], ["serve", "--version"])
 USAGE = (
-    "usage: train [train | serve]\n"
+    "usage: train [train | serve] [--version]\n"
     "  train (the default): runs the SageMaker training job described under $SAGEMAKER_BASE_DIR (default /opt/ml).\n"
     "  serve: answers inference requests on port 8080 with the model in $SAGEMAKER_BASE_DIR/model.\n"
     "  prepare LAYOUT ...: your data set into the four channels (semseg-prepare; `train prepare --help`)."
@@ -75,6 +77,9 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> Outcome:
         from semseg.prepare.cli import main as prepare
 
         return Outcome(prepare(argv[1:]))
+    if list(argv) in VERSION_FLAGS:
+        print(f"semseg {__version__}")
+        return Outcome(EXIT_OK)
     if list(argv) not in COMMANDS:
         print(f"unknown arguments {list(argv)}\n{USAGE}", file=sys.stderr)
         return Outcome(EXIT_CLIENT_ERROR)

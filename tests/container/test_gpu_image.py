@@ -123,5 +123,5 @@ def test_a_hopper_gpu_is_refused_before_any_data_work(gpu_image: str, tmp_path: 
     assert done.returncode == 2, done.stdout[-2000:]
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith("ClientError: GPU 0 NVIDIA H100 80GB HBM3 (compute capability 9.0)")
-    assert "use the torch image (`make image-torch`" in failure
+    assert "use the torch image (semseg:torch of `make" in failure
     assert "image/annotation pairs" not in done.stdout

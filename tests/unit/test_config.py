@@ -280,3 +280,17 @@ def test_the_backbone_learning_rate_multiplier_defaults_to_frozen_for_dinov2_onl
     assert Config.from_hyperparameters(base).backbone_lr_mult == 1
     given = {**base, "backbone": "dinov2-small", "backbone_lr_multiplier": "0.1"}
     assert Config.from_hyperparameters(given).backbone_lr_mult == 0.1
+
+
+def test_managed_2020_defaults_fill_only_what_the_job_leaves_out() -> None:
+    base = {"num_classes": "3", "num_training_samples": "64"}
+    plain = Config.from_hyperparameters(base)
+    assert (plain.crop_size, plain.epochs, plain.mini_batch_size, plain.base_size) == (480, 30, 4, None)
+    managed = Config.from_hyperparameters({**base, "defaults": "managed-2020", "epochs": "3"})
+    assert (managed.crop_size, managed.epochs, managed.mini_batch_size, managed.validation_mini_batch_size) == (
+        240, 3, 16, 16,
+    )  # fmt: skip
+    assert managed.base_size == 520 and managed.defaults == "managed-2020"
+    assert Config.from_hyperparameters(managed.to_hyperparameters()) == managed
+    with pytest.raises(ClientError, match="defaults"):
+        Config.from_hyperparameters({**base, "defaults": "2020"})

@@ -45,7 +45,7 @@ def test_hopper_is_refused_naming_the_gpu_and_what_works() -> None:
     message = str(info.value)
     assert "GPU 0 NVIDIA H100 80GB HBM3 (compute capability 9.0)" in message and "GPU 1" in message
     assert "ml.p5" in message and "A10G (ml.g5)" in message and "V100 (ml.p3)" in message
-    assert "the torch image (`make image-torch`" in message and "--build-arg FLAVOUR=torch" in message
+    assert "the torch image (semseg:torch of `make" in message and "--build-arg FLAVOUR=torch" in message
 
 
 @pytest.mark.parametrize("capability", [(3, 7), (10, 0), (12, 0)])

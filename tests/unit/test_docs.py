@@ -1,5 +1,5 @@
-"""The tables a user reads are the code's: the README's hyperparameter table against the hyperparameters'
-specification and defaults (semseg.contract.config), docs/settings.md against the settings table
+"""The tables a user reads are the code's: docs/hyperparameters.md's table against the hyperparameters'
+specification and defaults (both columns) (semseg.contract.config), docs/settings.md against the settings table
 (semseg.contract.options): the same names, defaults and valid values, so neither can drift."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from semseg.contract.config import SPECS, Config
+from semseg.contract.config import MANAGED_2020, SPECS, Config
 from semseg.contract.options import SERVING_SETTINGS, SETTINGS, TRAINING_SETTINGS, WEIGHTS_SETTINGS, Setting
 from semseg.engines import ENGINES
 
@@ -50,7 +50,7 @@ def documented_default(name: str) -> str:
     return str(value)
 
 
-HYPERPARAMETERS = table((ROOT / "README.md").read_text(), "name")
+HYPERPARAMETERS = table((ROOT / "docs" / "hyperparameters.md").read_text(), "name")
 
 
 def test_the_readme_lists_every_hyperparameter_and_no_other() -> None:
@@ -58,9 +58,10 @@ def test_the_readme_lists_every_hyperparameter_and_no_other() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_each_hyperparameter_has_its_default_and_valid_values_in_the_readme(name: str) -> None:
-    default, valid = HYPERPARAMETERS[name][:2]
+def test_each_hyperparameter_has_its_defaults_and_valid_values_in_the_manual(name: str) -> None:
+    default, managed, valid = HYPERPARAMETERS[name][:3]
     assert default == documented_default(name)
+    assert managed == MANAGED_2020.get(name, managed), "the managed algorithm's default of today"
     assert valid == SPECS[name].valid
 
 

@@ -69,7 +69,7 @@ def test_a_gpu_older_than_the_build_names_the_gpu_image() -> None:
     with pytest.raises(ClientError) as info:
         check_supported([Gpu(0, "Tesla P100-PCIE-16GB", (6, 0))], driver=550)
     assert str(info.value).startswith("GPU 0 Tesla P100-PCIE-16GB (compute capability 6.0): this image's PyTorch")
-    assert "the GPU image (`make image-gpu`" in str(info.value)
+    assert "the gpu image (semseg:gpu of `make images`" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_the_driver_is_checked_against_the_image_cuda(gpu: Gpu, driver: int | No
         check_supported([gpu], driver)
     message = str(info.value)
     assert message.startswith(f"The host's NVIDIA driver {driver} is too old for this image's PyTorch {TORCH_VERSION}")
-    assert gpu.describe() in message and "InferenceAmiVersion" in message and "`make image-gpu`" in message
+    assert gpu.describe() in message and "InferenceAmiVersion" in message and "semseg:gpu of `make images`" in message
 
 
 def test_the_driver_version_is_read_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,13 +115,13 @@ def test_the_torch_engine_refuses_an_old_driver_before_any_data_work(
     assert select_devices(Config(num_classes=3, num_training_samples=4), options).kind == "cpu"  # allowed CPU
 
 
-def test_the_readme_table_says_what_each_image_runs() -> None:
-    """Every GPU row of the README's "Which image for which instance": `yes` exactly where the image's guard passes."""
+def test_the_instance_table_says_what_each_image_runs() -> None:
+    """Every GPU row of docs/instances.md's table: `yes` exactly where the image's guard passes."""
     from semseg.engines.mxnet.support import MAX_CAPABILITY, MIN_CAPABILITY
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "instances.md").read_text()
     rows = re.findall(r"^\| (ml\.[^|]+) \| [^|(]+\((\d+)\.(\d+)\) \| (yes|no) \| (yes|no) \|$", text, re.MULTILINE)
-    assert len(rows) == 9
+    assert len(rows) == 10
     for instances, major, minor, torch_image, gpu_image in rows:
         capability = (int(major), int(minor))
         assert (torch_image == "yes") == has_code(capability, CAPABILITIES), instances

@@ -30,6 +30,11 @@ OPTIMIZERS = ("adam", "adagrad", "nag", "rmsprop", "sgd")
 MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 LR_SCHEDULERS = ("step", "poly", "cosine")
 PRECISIONS = ("float32", "float16")
+# defaults=managed-2020: the defaults of the managed algorithm's page since November 2020, for the hyperparameters
+# a job leaves out (this image's own defaults are its 2019 specification's: crop 480, 30 epochs, batches of 4).
+MANAGED_2020 = {"crop_size": "240", "epochs": "10", "mini_batch_size": "16", "validation_mini_batch_size": "16",
+                "base_size": "520"}  # fmt: skip
+DEFAULT_SETS = ("specification", "managed-2020")
 
 # Keys the platform adds to every job's hyperparameters; accepted and ignored.
 IGNORED_KEYS = ("_tuning_objective_metric",)
@@ -92,6 +97,8 @@ SPECS: dict[str, Spec] = {
     "precision_dtype": Spec(p.choice(PRECISIONS)),
     # This image's extension: the loss's weight per class (README, "Imbalanced data").
     "class_weights": Spec(p.parse_class_weights, text="`auto`, or one number >= 0 per class"),
+    # This image's extension: which defaults fill the hyperparameters a job leaves out.
+    "defaults": Spec(p.choice(DEFAULT_SETS)),
     # This image's extension: the backbone's learning rate as a multiple of learning_rate; 0 freezes it.
     "backbone_lr_multiplier": Spec(p.parse_float, p.in_range(0, 1)),
 }
@@ -128,10 +135,12 @@ class Config:
     precision_dtype: str = "float32"
     class_weights: str | tuple[float, ...] | None = None  # None: unweighted; "auto": from the training masks
     backbone_lr_multiplier: float | None = None  # None: 0 (frozen) for DINOv2, 1 for ResNets (GluonCV's)
+    defaults: str = "specification"  # managed-2020: MANAGED_2020 fills what the job leaves out
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, Any]) -> Config:
         """Validate the hyperparameters.json map; raise one ClientError listing every problem."""
+        raw = _with_managed_defaults(raw)
         values, problems = _parse_all(raw)
         problems += _cross_field_problems(values, invalid={key for key in raw if key not in values})
         if problems:
@@ -230,6 +239,21 @@ def _parse_all(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if spec.required and key not in raw:
             problems.append(f"{key} is required but missing")
     return values, problems
+
+
+def _with_managed_defaults(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`raw` with MANAGED_2020's values for what it leaves out, where it asks for them (defaults=managed-2020)."""
+    try:
+        chosen = p.choice(DEFAULT_SETS)(p.normalize(raw.get("defaults", DEFAULT_SETS[0])))
+    except ValueError:
+        return raw  # reported with the other problems
+    if chosen != "managed-2020":
+        return raw
+    filled = {key: value for key, value in MANAGED_2020.items() if key not in raw}
+    if filled:
+        log.info("defaults=managed-2020: %s (the managed algorithm's defaults since November 2020)",
+                 ", ".join(f"{key}={value}" for key, value in filled.items()))  # fmt: skip
+    return {**raw, **filled}
 
 
 def _unknown_key(key: str) -> str:

@@ -24,9 +24,9 @@ def check_supported(gpus: Sequence[Gpu]) -> None:
     newer = any(g.capability is not None and g.capability > MAX_CAPABILITY for g in bad)
     advice = (
         "MXNet 1.9.1 (the last release; MXNet is archived) has no code for compute capability 9.0 or newer "
-        "(H100 on ml.p5, H200, Blackwell on ml.p6 and ml.g7e): use the torch image (`make image-torch`, or docker "
-        "build --build-arg FLAVOUR=torch --build-arg ENGINE=torch), whose PyTorch engine trains the same models "
-        "and writes the same artifacts, or an instance with one of the working GPUs"
+        "(H100 on ml.p5, H200, Blackwell on ml.p6, ml.g7 and ml.g7e): use the torch image (semseg:torch of `make "
+        "images`, or docker build --build-arg FLAVOUR=torch --build-arg ENGINE=torch), whose PyTorch engine trains "
+        "the same models and writes the same artifacts, or an instance with one of the working GPUs"
         if newer
         else "this GPU is older than MXNet 1.9.1 supports: use an instance with one of the working GPUs"
     )

@@ -22,10 +22,10 @@ CUDA_VERSION = "12.8"
 CAPABILITIES = ((7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0))
 MIN_DRIVER = 525  # CUDA 12.x through minor-version compatibility
 MIN_DRIVER_BLACKWELL = 570
-IMAGE = "the torch image (`make image-torch`)"
+IMAGE = "the torch image (semseg:torch of `make images`)"
 WORKING_GPUS = (
     "V100 (ml.p3), T4 (ml.g4dn), A10G (ml.g5), L4 (ml.g6), L40S (ml.g6e), A100 (ml.p4d, ml.p4de), "
-    "H100 and H200 (ml.p5, ml.p5e, ml.p5en), B200 and GB200 (ml.p6-b200, ml.p6e-gb200), RTX PRO 6000 Blackwell (ml.g7e)"
+    "H100 and H200 (ml.p5, ml.p5e, ml.p5en), B200 and B300 (ml.p6-b200, ml.p6-b300), RTX PRO Blackwell (ml.g7, ml.g7e)"
 )
 
 
@@ -52,7 +52,7 @@ def check_supported(gpus: Sequence[Gpu], driver: int | None) -> None:
     if bad:
         older = all(g.capability is not None and g.capability < CAPABILITIES[0] for g in bad)
         advice = (
-            "the GPU image (`make image-gpu`, MXNet with CUDA 11.7, compute capability 5.0 to 8.9) runs it"
+            "the gpu image (semseg:gpu of `make images`: MXNet with CUDA 11.7, compute capability 5.0 to 8.9) runs it"
             if older
             else f"use an instance with one of the GPUs it runs: {WORKING_GPUS}"
         )
@@ -68,7 +68,8 @@ def check_supported(gpus: Sequence[Gpu], driver: int | None) -> None:
         raise ClientError(
             f"The host's NVIDIA driver {driver} is too old for this image's PyTorch {TORCH_VERSION} (CUDA "
             f"{CUDA_VERSION}), which needs driver {MIN_DRIVER} or newer ({MIN_DRIVER_BLACKWELL} on Blackwell) for "
-            f"{gpus[0].describe()}. For an endpoint or batch transform choose a GPU AMI with driver 535 or 550 "
-            "(InferenceAmiVersion / TransformAmiVersion al2-ami-sagemaker-inference-gpu-3-1), or serve with the "
-            "GPU image (`make image-gpu`, MXNet, CUDA 11.7, drivers >= 450) on GPUs up to compute capability 8.9."
+            f"{gpus[0].describe()}. For an endpoint set the production variant's InferenceAmiVersion to "
+            "al2-ami-sagemaker-inference-gpu-3-1 (driver 550) or al2023-ami-sagemaker-inference-gpu-4-1 (driver 580); "
+            "for a batch transform TransformAmiVersion al2-ami-sagemaker-batch-gpu-535; or serve with the gpu image "
+            "(semseg:gpu of `make images`: MXNet, CUDA 11.7, drivers >= 450) on GPUs up to compute capability 8.9."
         )
