@@ -35,7 +35,6 @@ COMPANION = "class_weights.json"
 MIN_WEIGHT_SUM = 1e-6  # the loss's normaliser at least: a batch without weighted labelled pixels has the loss 0
 
 
-
 def median_frequency(pixels: np.ndarray) -> np.ndarray:
     """(C,) float64 weights of (C,) pixel counts: see the module's docstring."""
     pixels = np.asarray(pixels, np.float64)
