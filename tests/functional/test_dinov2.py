@@ -202,3 +202,41 @@ def test_backbone_lr_multiplier_on_both_engines_leaves_the_heads_at_10x() -> Non
     groups = torch_trainer(vit, frozen).param_groups
     assert [g["lr_mult"] for g in groups] == [10.0]
     assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in vit.head.parameters())
+
+
+@pytest.mark.slow
+def test_a_dinov2_job_in_two_processes_resumes_and_seeds_the_next(tmp_path: Path) -> None:
+    """The promises of the other networks, on DINOv2 (frozen): two training processes with class_weights=auto and
+    checkpoints; a rerun with more epochs resumes from the checkpoint; its model seeds a job through the `model`
+    channel."""
+    import os
+    import subprocess
+    import sys
+
+    from semseg.example import make_job
+    from tests.helpers import model_tar
+
+    hp = {"backbone": "dinov2-small", "algorithm": "linear", "use_pretrained_model": "False", "epochs": 2,
+          "mini_batch_size": 4, "class_weights": "auto"}  # fmt: skip
+    base = make_job(tmp_path / "first", images=8, size=32, hyperparameters=hp)
+    (base / "checkpoints").mkdir()
+
+    def train(folder: Path, **env: str) -> str:
+        environ = {**os.environ, "SAGEMAKER_BASE_DIR": str(folder), "SEMSEG_ENGINE": "torch", **env}
+        done = subprocess.run([sys.executable, "-m", "semseg", "train"], env=environ, capture_output=True,
+                              text=True, timeout=600, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    out = train(base, SEMSEG_CPU_DEVICES="2")
+    assert "Starting 2 training processes (cpu, torch.distributed gloo)" in out
+    assert out.count(", validation mIOU: ") == 2 and (base / "model" / "class_weights.json").is_file()
+    config = base / "input" / "config" / "hyperparameters.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "epochs": "3"}))
+    out = train(base)
+    assert "Resuming from checkpoint" in out and out.count(", validation mIOU: ") == 1, "epoch 2 only"
+    seeded = make_job(tmp_path / "seeded", images=8, size=32, hyperparameters={**hp, "epochs": 1})
+    (seeded / "input" / "data" / "model").mkdir()
+    model_tar(base / "model", seeded / "input" / "data" / "model" / "model.tar.gz")
+    out = train(seeded)
+    assert "Incremental training: starting from" in out
