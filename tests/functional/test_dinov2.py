@@ -149,7 +149,8 @@ def test_fetch_takes_the_hub_first_then_the_authors_file(model, tmp_path: Path) 
 
 def test_a_linear_dinov2_job_trains_frozen_exports_and_serves(model, train_job, tmp_path: Path) -> None:
     stored = import_file(hub_file(model, tmp_path / "w.safetensors", "hub"), None, tmp_path / "home" / "models")
-    env = {"SEMSEG_ENGINE": "torch", "MXNET_HOME": str(tmp_path / "home"), "SEMSEG_EXPORT": "true"}
+    env = {"SEMSEG_ENGINE": "torch", "MXNET_HOME": str(tmp_path / "home"), "SEMSEG_EXPORT": "true",
+           "SEMSEG_INT8": "true"}  # fmt: skip
     hp = {"backbone": "dinov2-small", "algorithm": "linear", "use_pretrained_model": "True", "epochs": 2}
     run = train_job(hp, env=env, images=8, size=40)
     assert run.code == 0, run.failure
@@ -158,6 +159,9 @@ def test_a_linear_dinov2_job_trains_frozen_exports_and_serves(model, train_job, 
     folder = run.base / "model"
     assert json.loads((folder / "hyperparams.json").read_text())["backbone"] == "dinov2-small"
     assert {"model_algo-1", "model_best.params", "model.onnx"} <= {p.name for p in folder.iterdir()}
+    gate = json.loads((run.base / "output" / "data" / "evaluation.json").read_text())["int8"]
+    assert any(m.startswith("INT8 model kept as model-int8.onnx" if gate["kept"] else "INT8 model not kept")
+               for m in run.messages), "the gate decides for the ViT's export as for the others"  # fmt: skip
     trained, imported = read_arrays(folder / "model_algo-1", "trained"), read_arrays(stored, "imported")
     backbone = [name for name in trained if name.startswith(VIT_BACKBONE_PARTS)]
     assert sorted(backbone) == sorted(imported)
