@@ -34,7 +34,10 @@ def test_a_distribution_is_listed_with_its_licence(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "metadata, reason",
-    [("", "no licence in its metadata or files"), ("License: CC-BY-NC-4.0\n", "its licence forbids commercial use (CC-BY-NC-4.0)")],
+    [
+        ("", "no licence in its metadata or files"),
+        ("License: CC-BY-NC-4.0\n", "its licence forbids commercial use (CC-BY-NC-4.0)"),
+    ],
 )
 def test_an_unknown_or_non_commercial_licence_fails_the_build(tmp_path: Path, metadata: str, reason: str) -> None:
     done = run(tmp_path, metadata)
