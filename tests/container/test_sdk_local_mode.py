@@ -59,20 +59,6 @@ def fitted_estimator(image: str, tmp_path: Path, instance_count: int = 1, **extr
     return estimator
 
 
-def test_sdk_v2_estimator_local_mode(image: str, tmp_path: Path, offline_sdk: None) -> None:
-    estimator = fitted_estimator(
-        image,
-        tmp_path,
-        hyperparameters={"learning_rate": 1e-05},
-        metric_definitions=[{"Name": "validation:mIOU", "Regex": r"validation mIOU: (\S+)"}],
-    )
-    model_tar = Path(estimator.model_data.replace("file://", ""))
-    assert model_tar.name == "model.tar.gz" and model_tar.exists(), os.listdir(tmp_path / "output")
-    with tarfile.open(model_tar) as tar:
-        names = {Path(n).name for n in tar.getnames()}
-    assert {"model_algo-1", "model_best.params", "hyperparams.json"} <= names
-
-
 def test_sdk_v2_local_mode_on_two_instances(
     image: str, tmp_path: Path, offline_sdk: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,9 +105,10 @@ def test_sdk_v2_local_mode_on_two_instances_of_the_torch_image(
     assert gluoncv_output_shape(image, unpacked, "model_algo-1") == "(1, 3, 32, 32)"
 
 
-def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
-    """Estimator.fit -> deploy(1, "local") of the job's exported model.onnx -> predict with both Accept types and
-    with test-time augmentation (CustomAttributes) -> Transformer of the export over a folder of JPEGs."""
+def test_sdk_v2_fit_deploy_predict_and_batch_transform(image: str, tmp_path: Path, offline_sdk: None) -> None:
+    """Estimator.fit (a float hyperparameter as SDK v2 sends it, metric definitions) -> the model.tar.gz's files ->
+    deploy(1, "local") of the job's exported model.onnx -> predict with both Accept types and with test-time
+    augmentation (CustomAttributes) -> Transformer of the export over a folder of JPEGs, and over a large PNG."""
     import io
 
     import numpy as np
@@ -131,9 +118,17 @@ def test_sdk_v2_deploy_predict_and_batch_transform(image: str, tmp_path: Path, o
     from sagemaker.deserializers import BytesDeserializer
     from sagemaker.serializers import IdentitySerializer
 
-    estimator = fitted_estimator(image, tmp_path)
-    with tarfile.open(estimator.model_data.removeprefix("file://")) as tar:
-        assert "model.onnx" in tar.getnames()  # the export of the job in the image
+    estimator = fitted_estimator(
+        image,
+        tmp_path,
+        hyperparameters={"learning_rate": 1e-05},
+        metric_definitions=[{"Name": "validation:mIOU", "Regex": r"validation mIOU: (\S+)"}],
+    )
+    model_tar = Path(estimator.model_data.replace("file://", ""))
+    assert model_tar.name == "model.tar.gz" and model_tar.exists(), os.listdir(tmp_path / "output")
+    with tarfile.open(model_tar) as tar:
+        names = {Path(n).name for n in tar.getnames()}
+    assert {"model_algo-1", "model_best.params", "hyperparams.json", "model.onnx"} <= names  # with the export
     exported = {"SEMSEG_SERVE_MODEL": "fp32"}  # answered by model.onnx, or a ClientError where it is missing
     predictor = estimator.deploy(
         1, "local", serializer=IdentitySerializer("image/jpeg"), deserializer=BytesDeserializer("image/png"),
